@@ -1,0 +1,134 @@
+#include "ops/shuffle_bits.h"
+
+#include <ATen/MemoryOverlap.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+namespace featperm::ops {
+namespace {
+
+bool is_bit_word_dtype(at::ScalarType t) {
+  switch (t) {
+    case at::kByte: case at::kChar:
+    case at::kShort: case at::kHalf: case at::kBFloat16:
+    case at::kInt: case at::kFloat:
+    case at::kLong: case at::kDouble:
+    case at::kUInt16: case at::kUInt32: case at::kUInt64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The signed integer dtype of a word width: ciphertext is moved and copied as integers so that
+// no float operation can touch a bit pattern (signalling NaNs, NaN payloads).
+at::ScalarType word_dtype(int64_t bytes) {
+  switch (bytes) {
+    case 1: return at::kByte;
+    case 2: return at::kShort;
+    case 4: return at::kInt;
+    default: return at::kLong;
+  }
+}
+
+// Validates x and key; returns the keys as a contiguous int64 (samples, bits) tensor on x's device.
+at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& key) {
+  TORCH_CHECK(is_bit_word_dtype(x.scalar_type()), op, ": x has dtype ", x.scalar_type(),
+              "; expected a dtype of 8, 16, 32 or 64 bits (float16, bfloat16, float32, float64 "
+              "or an integer dtype of those widths)");
+  const int64_t bits = x.element_size() * 8;
+  TORCH_CHECK(!at::isFloatingType(key.scalar_type()) && !at::isComplexType(key.scalar_type()) &&
+                  key.scalar_type() != at::kBool,
+              op, ": key must be an integer tensor of bit positions, got dtype ", key.scalar_type());
+  TORCH_CHECK(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", bits,
+              ",) for one key or (N, ", bits, ") for one key per sample, got shape ", key.sizes());
+  TORCH_CHECK(key.size(-1) == bits, op, ": key has ", key.size(-1), " positions but x has ",
+              bits, "-bit words (dtype ", x.scalar_type(), "); expected a ", bits, "-bit key");
+  if (key.dim() == 2) {
+    TORCH_CHECK(x.dim() >= 1 && key.size(0) == x.size(0), op, ": per-sample key has ",
+                key.size(0), " rows but x has ", (x.dim() >= 1 ? x.size(0) : 0),
+                " samples (x.shape[0]); expected one key row per sample");
+  }
+  at::Tensor keys = key.reshape({-1, bits}).to(at::kLong).contiguous();
+  if (keys.is_cpu()) {
+    // Cheap on the host; a device key is checked by the Python layer (checking it here would
+    // need a host synchronisation, which CUDA graph capture forbids).
+    const int64_t* k = keys.const_data_ptr<int64_t>();
+    for (int64_t row = 0; row < keys.size(0); ++row) {
+      uint64_t seen = 0;
+      for (int64_t i = 0; i < bits; ++i) {
+        const int64_t v = k[row * bits + i];
+        TORCH_CHECK(v >= 0 && v < bits && !((seen >> v) & 1u), op, ": key",
+                    (keys.size(0) > 1 ? " row " + std::to_string(row) : std::string()),
+                    " is not a permutation of 0..", bits - 1, " (position ", i, " holds ", v, ")");
+        seen |= uint64_t{1} << v;
+      }
+    }
+  }
+  if (keys.device() != x.device()) {
+    keys = keys.to(x.device());  // a key is at most 64 x 8 bytes a row: moving it is cheap
+  }
+  return keys;
+}
+
+// True when the kernel may process x's storage as one dense run of words in which each sample
+// (x[k], for per-sample keys) is a consecutive run.
+bool is_linear_run(const at::Tensor& x, int64_t samples) {
+  if (!x.is_non_overlapping_and_dense()) return false;
+  if (samples <= 1) return true;
+  return x.stride(0) * samples == x.numel() && x.select(0, 0).is_non_overlapping_and_dense();
+}
+
+void run_kernel(WordKernel kernel, const at::Tensor& src, const at::Tensor& dst,
+                const at::Tensor& keys, bool inverse) {
+  if (src.numel() == 0) return;
+  const WordRun run{src.const_data_ptr(), dst.data_ptr(), src.numel(),
+                    static_cast<int>(src.element_size()), keys.size(0), &keys, inverse};
+  kernel(src, run);
+}
+
+}  // namespace
+
+at::Tensor shuffle_bits_out_of_place(const at::Tensor& x, const at::Tensor& key, bool inverse,
+                                     WordKernel kernel, const char* op) {
+  const at::Tensor keys = checked_keys(op, x, key);
+  if (is_linear_run(x, keys.size(0))) {
+    at::Tensor out = at::empty_like(x);  // same strides as x: one pass over the storage
+    run_kernel(kernel, x, out, keys, inverse);
+    return out;
+  }
+  // Strided input: gather it (as integers) into a fresh contiguous tensor, then permute that in
+  // place. The result has x's shape with contiguous strides.
+  at::Tensor out = x.view(word_dtype(x.element_size())).contiguous().view(x.scalar_type());
+  run_kernel(kernel, out, out, keys, inverse);
+  return out;
+}
+
+void shuffle_bits_in_place(const at::Tensor& x, const at::Tensor& key, bool inverse,
+                           WordKernel kernel, const char* op) {
+  TORCH_CHECK(!x.requires_grad(), op, ": x requires grad; an in-place bit permutation would "
+              "destroy values autograd may need and has no gradient. Use the out-of-place op or "
+              "x.detach()");
+  const at::Tensor keys = checked_keys(op, x, key);
+  if (is_linear_run(x, keys.size(0))) {
+    run_kernel(kernel, x, x, keys, inverse);
+    return;
+  }
+  TORCH_CHECK(at::has_internal_overlap(x) == at::MemOverlap::No, op, ": x has elements that "
+              "share memory (e.g. a result of expand()); in-place permutation is impossible. "
+              "Use the out-of-place op or x.clone()");
+  // A strided but non-overlapping view: permute a contiguous copy and write it back, as integers.
+  const at::Tensor as_words = x.view(word_dtype(x.element_size()));
+  at::Tensor tmp = as_words.contiguous();
+  run_kernel(kernel, tmp, tmp, keys, inverse);
+  const_cast<at::Tensor&>(as_words).copy_(tmp);
+}
+
+}  // namespace featperm::ops
+
+TORCH_LIBRARY_FRAGMENT(featperm, m) {
+  m.def("shuffle_bits(Tensor x, Tensor key) -> Tensor");
+  m.def("unshuffle_bits(Tensor y, Tensor key) -> Tensor");
+  m.def("shuffle_bits_(Tensor(a!) x, Tensor key) -> ()");
+  m.def("unshuffle_bits_(Tensor(a!) y, Tensor key) -> ()");
+}

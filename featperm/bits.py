@@ -1,0 +1,312 @@
+"""ShuffleBits: keyed permutation of the bits of every word of a tensor.
+
+Ni, Huttunen and Rahtu (2021) encrypt deep features by moving bit ``i`` of every float32 value to
+bit ``f(i)``, for a secret permutation ``f`` of the 32 bit positions. featperm applies it to words
+of 8, 16, 32 or 64 bits, as integers: the kernels never treat a word as a number, so every bit
+pattern (NaN payloads, signalling NaNs, -0, subnormals, infinities) survives exactly.
+
+What it does not do: a fixed bit permutation is obfuscation, not encryption. It keeps every
+word's Hamming weight, maps 0 to 0, and a handful of known plaintext words reveal the key. Use a
+fresh key per request (per-sample keys) and cascade it with a real cipher (featperm.crypto) when
+the ciphertext leaves your control.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Optional, Sequence, Union
+
+import torch
+
+from featperm import _library  # noqa: F401  (loads the compiled ops)
+
+__all__ = [
+    "BitKey",
+    "shuffle_bits",
+    "unshuffle_bits",
+    "shuffle_bits_",
+    "unshuffle_bits_",
+    "word_bits",
+    "integer_view_dtype",
+]
+
+_WORD_DTYPES = {
+    torch.uint8: 8, torch.int8: 8,
+    torch.float16: 16, torch.bfloat16: 16, torch.int16: 16,
+    torch.float32: 32, torch.int32: 32,
+    torch.float64: 64, torch.int64: 64,
+}
+for _name, _bits in (("uint16", 16), ("uint32", 32), ("uint64", 64)):
+    if hasattr(torch, _name):
+        _WORD_DTYPES[getattr(torch, _name)] = _bits
+_INTEGER_VIEW = {8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
+_KEY_BITS = (8, 16, 32, 64)
+
+
+def word_bits(dtype: torch.dtype) -> int:
+    """Word width in bits of a dtype that ShuffleBits supports (ValueError otherwise)."""
+    try:
+        return _WORD_DTYPES[dtype]
+    except KeyError:
+        raise ValueError(
+            f"dtype {dtype} is not supported; expected one of "
+            f"{sorted(str(d) for d in _WORD_DTYPES)}") from None
+
+
+def integer_view_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The integer dtype of the same width (int32 for float32) used to carry ciphertext."""
+    return _INTEGER_VIEW[word_bits(dtype)]
+
+
+def _check_permutation_rows(perm: torch.Tensor, what: str) -> None:
+    n = perm.shape[-1]
+    expected = torch.arange(n, device=perm.device)
+    ok = torch.sort(perm, dim=-1).values == expected
+    if not bool(ok.all()):  # one host synchronisation for a device tensor
+        bad_row = int((~ok.all(dim=-1)).reshape(-1).nonzero()[0, 0]) if perm.dim() == 2 else None
+        where = f" (row {bad_row})" if bad_row is not None else ""
+        raise ValueError(f"{what} is not a permutation of 0..{n - 1}{where}")
+
+
+class BitKey:
+    """A ShuffleBits key: a permutation ``f`` of the bit positions ``0..n-1`` of an n-bit word.
+
+    ``f[i] = f(i)``: encryption moves input bit ``i`` (bit 0 = least significant, bit ``n-1`` =
+    sign) to output bit ``f(i)``. ``f`` has shape ``(n,)``, or ``(N, n)`` for one key per sample
+    (row ``k`` encrypts ``x[k]``). n is 8, 16, 32 or 64 and must match the tensor's word width.
+
+    The repr shows no key material; ``permutation()`` returns it explicitly.
+    """
+
+    __slots__ = ("_perm", "_on_device")
+
+    def __init__(self, f: Union[Sequence[int], Sequence[Sequence[int]], torch.Tensor, "BitKey"]):
+        if isinstance(f, BitKey):
+            perm = f._perm
+        else:
+            perm = torch.as_tensor(f).detach().to("cpu")
+            if perm.is_floating_point() or perm.is_complex() or perm.dtype == torch.bool:
+                raise TypeError(f"BitKey: f must hold integer bit positions, got dtype {perm.dtype}")
+            perm = perm.to(torch.int64).contiguous().clone()
+        if perm.dim() not in (1, 2) or perm.shape[-1] not in _KEY_BITS:
+            raise ValueError(f"BitKey: f must have shape (n,) or (N, n) with n in {_KEY_BITS}, "
+                             f"got shape {tuple(perm.shape)}")
+        if perm.dim() == 2 and perm.shape[0] == 0:
+            raise ValueError("BitKey: a per-sample key needs at least one row")
+        _check_permutation_rows(perm, "BitKey: f")
+        self._perm = perm
+        self._on_device = {}
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def generate(cls, bits: int = 32, samples: Optional[int] = None) -> "BitKey":
+        """A uniformly random key from the operating system's CSPRNG (``secrets``).
+
+        ``samples=N`` draws N independent keys, one per sample (per-request keys)."""
+        if bits not in _KEY_BITS:
+            raise ValueError(f"BitKey.generate: bits must be one of {_KEY_BITS}, got {bits}")
+        rows = 1 if samples is None else int(samples)
+        if rows < 1:
+            raise ValueError(f"BitKey.generate: samples must be >= 1, got {samples}")
+        perms = []
+        for _ in range(rows):
+            p = list(range(bits))
+            for i in range(bits - 1, 0, -1):  # Fisher-Yates; randbelow has no modulo bias
+                j = secrets.randbelow(i + 1)
+                p[i], p[j] = p[j], p[i]
+            perms.append(p)
+        return cls(perms[0] if samples is None else perms)
+
+    @classmethod
+    def from_reference_index(cls, index: Union[Sequence[int], torch.Tensor]) -> "BitKey":
+        """The key of the ShuffleBits authors' public code.
+
+        Their code writes each value as an MSB-first binary string (character 0 = sign bit) and
+        builds the ciphertext string with ``out[i] = in[index[i]]``. Character ``p`` is bit
+        ``n-1-p``, so output bit ``n-1-i`` = input bit ``n-1-index[i]``: f(n-1-index[i]) = n-1-i.
+        """
+        idx = torch.as_tensor(index).to("cpu", torch.int64)
+        if idx.dim() != 1 or idx.numel() not in _KEY_BITS:
+            raise ValueError(f"from_reference_index: index must be 1-D of length in {_KEY_BITS}, "
+                             f"got shape {tuple(idx.shape)}")
+        _check_permutation_rows(idx, "from_reference_index: index")
+        n = idx.numel()
+        f = torch.empty(n, dtype=torch.int64)
+        f[n - 1 - idx] = n - 1 - torch.arange(n)
+        return cls(f)
+
+    def to_reference_index(self) -> torch.Tensor:
+        """Inverse of :meth:`from_reference_index` (single keys only)."""
+        if self.samples is not None:
+            raise ValueError("to_reference_index: a per-sample key has no single index array")
+        n = self.bits
+        idx = torch.empty(n, dtype=torch.int64)
+        idx[n - 1 - self._perm] = n - 1 - torch.arange(n)
+        return idx
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def bits(self) -> int:
+        return int(self._perm.shape[-1])
+
+    @property
+    def samples(self) -> Optional[int]:
+        """Number of per-sample rows, or None for a single key."""
+        return int(self._perm.shape[0]) if self._perm.dim() == 2 else None
+
+    def permutation(self) -> torch.Tensor:
+        """A copy of the key material f (int64, CPU)."""
+        return self._perm.clone()
+
+    def inverse(self) -> "BitKey":
+        """The decryption key f^-1 (``shuffle_bits(y, k.inverse()) == unshuffle_bits(y, k)``)."""
+        inv = torch.empty_like(self._perm)
+        inv.scatter_(-1, self._perm, torch.arange(self.bits).expand_as(self._perm).contiguous())
+        return BitKey(inv)
+
+    def tensor(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
+        """The key as an int64 tensor on ``device``, cached: after the first call for a device,
+        using the key there needs no host-to-device copy (e.g. inside CUDA graph capture)."""
+        device = torch.device("cpu" if device is None else device)
+        if device.type == "cpu":
+            return self._perm
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        cached = self._on_device.get(device)
+        if cached is None:
+            cached = self._perm.to(device)
+            self._on_device[device] = cached
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BitKey):
+            return NotImplemented
+        return self._perm.shape == other._perm.shape and secrets.compare_digest(
+            self._perm.numpy().tobytes(), other._perm.numpy().tobytes())
+
+    __hash__ = None  # keys are compared, never used as dict keys (their hash would be key-derived)
+
+    def __repr__(self) -> str:
+        rows = "" if self.samples is None else f", samples={self.samples}"
+        return f"BitKey(bits={self.bits}{rows})"
+
+    def __reduce__(self):
+        return (BitKey, (self._perm,))
+
+
+KeyLike = Union[BitKey, torch.Tensor, Sequence[int], Sequence[Sequence[int]]]
+
+
+def _key_tensor(key: KeyLike, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(key, BitKey):
+        return key.tensor(x.device)
+    if isinstance(key, torch.Tensor):
+        if not torch.compiler.is_compiling() and key.numel() > 0 and key.dim() in (1, 2) and \
+                not key.is_floating_point():
+            # The C++ op checks host keys itself; a device key is checked here (one sync).
+            if key.device.type != "cpu":
+                _check_permutation_rows(key, "key")
+        return key
+    return BitKey(key).tensor(x.device)
+
+
+def shuffle_bits(x: torch.Tensor, key: KeyLike, *, as_integer: bool = False) -> torch.Tensor:
+    """Encrypt: move bit ``i`` of every word of ``x`` to bit ``f(i)``.
+
+    Args:
+        x: tensor of any shape and strides, dtype float16/bfloat16/float32/float64 or an
+            integer dtype of 8, 16, 32 or 64 bits; CPU or CUDA.
+        key: a :class:`BitKey` (or its permutation as a sequence or tensor) with as many bit
+            positions as x's words; shape (n,) or (x.shape[0], n) for one key per sample.
+        as_integer: return the ciphertext as the integer view of the same width (int32 for
+            float32), so that casts and serialisation cannot alter it.
+
+    Returns:
+        the ciphertext, with x's shape (and x's strides when x is dense). No gradient flows
+        through it: the op is not differentiable, and backpropagating through it raises an
+        error that names it (the forward pass works on inputs that require grad).
+    """
+    y = torch.ops.featperm.shuffle_bits(x, _key_tensor(key, x))
+    return y.view(integer_view_dtype(x.dtype)) if as_integer else y
+
+
+def unshuffle_bits(y: torch.Tensor, key: KeyLike, *, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """Decrypt: the inverse of :func:`shuffle_bits` under the same key.
+
+    ``y`` may be the ciphertext in its float dtype or its integer view; ``dtype`` names the
+    plaintext dtype to return (default: y's dtype), e.g. ``dtype=torch.float32`` for an int32
+    view. It must have y's word width.
+    """
+    if dtype is not None and dtype != y.dtype:
+        if word_bits(dtype) != word_bits(y.dtype):
+            raise ValueError(f"unshuffle_bits: dtype {dtype} has {word_bits(dtype)}-bit words but y "
+                             f"({y.dtype}) has {word_bits(y.dtype)}-bit words")
+        y = y.view(dtype)
+    return torch.ops.featperm.unshuffle_bits(y, _key_tensor(key, y))
+
+
+def shuffle_bits_(x: torch.Tensor, key: KeyLike) -> torch.Tensor:
+    """In-place :func:`shuffle_bits`; returns ``x``. x must not require grad."""
+    torch.ops.featperm.shuffle_bits_(x, _key_tensor(key, x))
+    return x
+
+
+def unshuffle_bits_(y: torch.Tensor, key: KeyLike) -> torch.Tensor:
+    """In-place :func:`unshuffle_bits`; returns ``y``. y must not require grad."""
+    torch.ops.featperm.unshuffle_bits_(y, _key_tensor(key, y))
+    return y
+
+
+# -- registration for torch.compile / torch.export and autograd ---------------------------------
+
+def _is_non_overlapping_and_dense(x: torch.Tensor) -> bool:
+    # Same rule as c10's TensorImpl::is_non_overlapping_and_dense (not public in Python).
+    dims = sorted((x.stride(d), x.size(d)) for d in range(x.dim()) if x.size(d) != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _is_linear_run(x: torch.Tensor, key: torch.Tensor) -> bool:
+    # Mirrors is_linear_run in csrc/ops/shuffle_bits.cpp: decides the output strides.
+    if not _is_non_overlapping_and_dense(x):
+        return False
+    rows = key.shape[0] if key.dim() == 2 else 1
+    if rows <= 1:
+        return True
+    return x.stride(0) * rows == x.numel() and _is_non_overlapping_and_dense(x.select(0, 0))
+
+
+def _fake_out_of_place(x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    if _is_linear_run(x, key):
+        return torch.empty_like(x)
+    return x.new_empty(x.shape)
+
+
+def _fake_in_place(x: torch.Tensor, key: torch.Tensor) -> None:
+    return None
+
+
+for _op in ("shuffle_bits", "unshuffle_bits"):
+    torch.library.register_fake(f"featperm::{_op}")(_fake_out_of_place)
+for _op in ("shuffle_bits_", "unshuffle_bits_"):
+    torch.library.register_fake(f"featperm::{_op}")(_fake_in_place)
+
+
+def _no_gradient(op: str):
+    def backward(ctx, grad):
+        raise RuntimeError(
+            f"featperm::{op} has no gradient: it permutes the bits of float words, which is not a "
+            "differentiable function of their values. Detach its input (x.detach()).")
+    return backward
+
+
+def _setup_nothing(ctx, inputs, output):
+    return None
+
+
+for _op in ("shuffle_bits", "unshuffle_bits"):
+    torch.library.register_autograd(f"featperm::{_op}", _no_gradient(_op), setup_context=_setup_nothing)

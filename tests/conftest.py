@@ -1,0 +1,19 @@
+import pytest
+import torch
+
+import featperm
+
+CUDA_AVAILABLE = torch.cuda.is_available() and featperm.has_cuda_kernels()
+
+needs_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason="needs a CUDA GPU and featperm's CUDA kernels")
+
+
+def devices():
+    """CPU always; CUDA where a GPU is present (the tests run on both where they can)."""
+    return ["cpu"] + (["cuda"] if CUDA_AVAILABLE else [])
+
+
+def pytest_report_header(config):
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return (f"featperm: torch {torch.__version__}, CUDA kernels built: {featperm.has_cuda_kernels()}, "
+            f"GPU: {gpu}, CPU kernel variant: {featperm.cpu_isa()}")
