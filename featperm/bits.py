@@ -203,9 +203,9 @@ def _key_tensor(key: KeyLike, x: torch.Tensor) -> torch.Tensor:
     if isinstance(key, torch.Tensor):
         if not torch.compiler.is_compiling() and key.numel() > 0 and key.dim() in (1, 2) and \
                 not key.is_floating_point():
-            # The C++ op checks host keys itself; a device key is checked here (one sync).
-            if key.device.type != "cpu":
-                _check_permutation_rows(key, "key")
+            # The C++ op can check only host keys (a device key would need a host sync there):
+            # check every key here, with one sync for a device key. Pass a BitKey to skip it.
+            _check_permutation_rows(key, "key")
         return key
     return BitKey(key).tensor(x.device)
 

@@ -1,0 +1,103 @@
+"""GPU benchmark of ShuffleBits (not a test): featperm vs clone() vs the best pure-PyTorch peer.
+
+For each size it first checks featperm against the pure-PyTorch reference, then times, side by
+side in one run with CUDA events (warm-up, median of many): clone(), featperm out of place and in
+place, and the byte-table formulation of the op compiled with torch.compile (the fastest
+pure-PyTorch peer we know). Bandwidth counts bytes read + bytes written.
+
+    python benchmarks/bench_shuffle_bits_gpu.py [--out results.json] [--sizes-mib 0.25 64 1024]
+"""
+
+import argparse
+import datetime
+import json
+import statistics
+
+import torch
+
+import featperm
+from featperm.reference import byte_tables, shuffle_bits_reference, shuffle_bits_table
+
+
+def time_ms(fn, reps, warmup=5):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def bench_size(nbytes, dtype, reps):
+    numel = nbytes // torch.tensor([], dtype=dtype).element_size()
+    bits = featperm.word_bits(dtype)
+    x = torch.randn(numel, device="cuda").to(dtype) if dtype.is_floating_point else \
+        torch.randint(-1000, 1000, (numel,), device="cuda", dtype=dtype)
+    key = featperm.BitKey.generate(bits)
+    key_t = key.tensor("cuda")
+    table = byte_tables(key.permutation()).cuda()
+    iv = featperm.integer_view_dtype(dtype)
+
+    # Correctness first, on a slice small enough for the per-bit reference.
+    probe = x[: min(numel, 1 << 20)]
+    want = shuffle_bits_reference(probe, key.permutation())
+    got = torch.ops.featperm.shuffle_bits(probe, key_t)
+    assert torch.equal(got.view(iv), want.view(iv)), "featperm disagrees with the reference"
+
+    peer = torch.compile(shuffle_bits_table, dynamic=False)
+    assert torch.equal(peer(probe, table).view(iv), want.view(iv)), "compiled peer disagrees"
+
+    moved = 2 * nbytes
+    y = torch.empty_like(x)
+    rows = {}
+    rows["clone"] = time_ms(lambda: x.clone(), reps)
+    rows["featperm out-of-place"] = time_ms(lambda: torch.ops.featperm.shuffle_bits(x, key_t), reps)
+    rows["featperm in-place"] = time_ms(lambda: torch.ops.featperm.shuffle_bits_(y, key_t), reps)
+    rows["peer byte-table, torch.compile"] = time_ms(lambda: peer(x, table), reps)
+    if nbytes <= (64 << 20):
+        rows["peer per-bit reference, eager"] = time_ms(lambda: shuffle_bits_reference(x, key_t), max(3, reps // 10))
+    out = []
+    for name, ms in rows.items():
+        out.append({"size_bytes": nbytes, "dtype": str(dtype), "variant": name, "median_ms": ms,
+                    "GBps": moved / ms / 1e6, "vs_clone": rows["clone"] / ms})
+    del x, y
+    torch.cuda.empty_cache()
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes-mib", type=float, nargs="+", default=[0.25, 64, 1024])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16", "float64"])
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = torch.cuda.get_device_name()
+    results = []
+    for dtype_name in args.dtypes:
+        dtype = getattr(torch, dtype_name)
+        for mib in args.sizes_mib:
+            nbytes = int(mib * (1 << 20))
+            reps = 200 if nbytes <= (1 << 20) else (50 if nbytes <= (256 << 20) else 20)
+            if dtype != torch.float32 and nbytes > (64 << 20):
+                continue  # the 1 GiB case is timed for float32, the paper's dtype
+            results.extend(bench_size(nbytes, dtype, reps))
+    print(f"\nShuffleBits on {device}, torch {torch.__version__}, {datetime.date.today()}")
+    print(f"{'dtype':>14} {'size':>10} {'variant':>34} {'median':>12} {'GB/s':>8} {'clone/t':>8}")
+    for r in results:
+        size = f"{r['size_bytes'] / (1 << 20):g} MiB"
+        print(f"{r['dtype']:>14} {size:>10} {r['variant']:>34} {r['median_ms'] * 1e3:>9.1f} us "
+              f"{r['GBps']:>8.0f} {r['vs_clone']:>8.2f}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"device": device, "torch": torch.__version__, "date": str(datetime.date.today()),
+                       "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run on the GPU machine (see benchmarks/results/README.md): build featperm there, run the whole
+# test suite (CUDA tests included), compute-sanitizer on a small workload, and the GPU benchmarks.
+# Writes logs and JSON under $OUT. Usage: bash tools/gpu_check.sh [pytest args...]
+set -u
+OUT=${OUT:-/tmp/featperm-gpu-check}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/gpu.txt"
+date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT/gpu.txt"
+start=$(date +%s)
+if ! MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
+  tail -40 "$OUT/build.log"; exit 1
+fi
+echo "build: $(( $(date +%s) - start )) s"
+python3 -m pytest -q -p no:cacheprovider "${@:-tests}" 2>&1 | tee "$OUT/pytest.log" | tail -25
+for tool in memcheck racecheck; do
+  compute-sanitizer --tool $tool --error-exitcode 9 python3 tools/sanitizer_workload.py > "$OUT/sanitizer_$tool.log" 2>&1
+  echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log") summary) $(grep 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log" | head -1)"
+done
+for bench in benchmarks/bench_*_gpu.py; do
+  name=$(basename "$bench" .py)
+  python3 "$bench" --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1
+  echo "== $name (exit $?)"; tail -30 "$OUT/$name.log"
+done
