@@ -71,7 +71,7 @@ debug = os.environ.get("FEATPERM_DEBUG", "0") == "1"
 
 sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")) + glob.glob(os.path.join("csrc", "ops", "*.cpp"))
                  + glob.glob(os.path.join("csrc", "ops", "cpu", "*.cpp")))
-cxx_flags = ["-O0" if debug else "-O3", "-fvisibility=hidden"]
+cxx_flags = ["-O0" if debug else "-O3"]
 if debug:
     cxx_flags.append("-g")
 extra_compile_args = {"cxx": cxx_flags}

@@ -7,7 +7,6 @@
 #include "ops/cpu/cpu_features.h"
 
 // A bare module so that `import featperm._C` works (the pattern of pytorch/extension-cpp).
-// PyMODINIT_FUNC exports it despite -fvisibility=hidden.
 PyMODINIT_FUNC PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&module_def);

@@ -223,8 +223,9 @@ def shuffle_bits(x: torch.Tensor, key: KeyLike, *, as_integer: bool = False) -> 
 
     Returns:
         the ciphertext, with x's shape (and x's strides when x is dense). No gradient flows
-        through it: the op is not differentiable, and backpropagating through it raises an
-        error that names it (the forward pass works on inputs that require grad).
+        through it: the op is not differentiable, and backpropagating through it raises
+        "derivative for featperm::shuffle_bits is not implemented" (the forward pass works on
+        inputs that require grad).
     """
     y = torch.ops.featperm.shuffle_bits(x, _key_tensor(key, x))
     return y.view(integer_view_dtype(x.dtype)) if as_integer else y
@@ -294,19 +295,3 @@ for _op in ("shuffle_bits", "unshuffle_bits"):
     torch.library.register_fake(f"featperm::{_op}")(_fake_out_of_place)
 for _op in ("shuffle_bits_", "unshuffle_bits_"):
     torch.library.register_fake(f"featperm::{_op}")(_fake_in_place)
-
-
-def _no_gradient(op: str):
-    def backward(ctx, grad):
-        raise RuntimeError(
-            f"featperm::{op} has no gradient: it permutes the bits of float words, which is not a "
-            "differentiable function of their values. Detach its input (x.detach()).")
-    return backward
-
-
-def _setup_nothing(ctx, inputs, output):
-    return None
-
-
-for _op in ("shuffle_bits", "unshuffle_bits"):
-    torch.library.register_autograd(f"featperm::{_op}", _no_gradient(_op), setup_context=_setup_nothing)

@@ -2,6 +2,7 @@
 
 #include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty_like.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
 
 namespace featperm::ops {
@@ -131,4 +132,20 @@ TORCH_LIBRARY_FRAGMENT(featperm, m) {
   m.def("unshuffle_bits(Tensor y, Tensor key) -> Tensor");
   m.def("shuffle_bits_(Tensor(a!) x, Tensor key) -> ()");
   m.def("unshuffle_bits_(Tensor(a!) y, Tensor key) -> ()");
+}
+
+// Not differentiable (bits of float words are not a function of their values that has a
+// gradient): outputs keep a grad_fn that raises "derivative for featperm::shuffle_bits is not
+// implemented" if anyone backpropagates through them. Registered in C++ rather than with
+// torch.library.register_autograd to keep the per-call overhead of small tensors low. The
+// ADInplaceOrView kernels bump the version counter of tensors mutated in place.
+TORCH_LIBRARY_IMPL(featperm, Autograd, m) {
+  for (const char* op : {"shuffle_bits", "unshuffle_bits", "shuffle_bits_", "unshuffle_bits_"}) {
+    m.impl(op, torch::autograd::autogradNotImplementedFallback());
+  }
+}
+TORCH_LIBRARY_IMPL(featperm, ADInplaceOrView, m) {
+  for (const char* op : {"shuffle_bits_", "unshuffle_bits_"}) {
+    m.impl(op, torch::autograd::autogradNotImplementedInplaceOrViewFallback());
+  }
 }

@@ -33,26 +33,42 @@ struct Traits {
   static constexpr int kWordsPerVector = 16 / Bytes;
 };
 
+// Byte offset of a chunk's entry for this lane, relative to its chunk's table: value * 32 lanes *
+// sizeof(Entry) | lane * sizeof(Entry). Shifting the word so the chunk lands at that position
+// makes it one shift + one LOP3 ((w >> s) & mask | lane_offset) per chunk; the chunk's table offset
+// becomes the load's immediate.
+template <typename Entry>
+__device__ __forceinline__ uint32_t chunk_byte_offset(uint64_t w, int chunk, uint32_t lane_offset) {
+  constexpr int kEntryShift = sizeof(Entry) == 8 ? 3 : 2;
+  constexpr int kValueShift = 5 + kEntryShift;  // log2(kLanes * sizeof(Entry))
+  constexpr uint32_t kMask = 0xfu << kValueShift;
+  const int right = kChunkBits * chunk - kValueShift;
+  const uint32_t moved = right >= 0 ? static_cast<uint32_t>(w >> right) : static_cast<uint32_t>(w << -right);
+  return (moved & kMask) | lane_offset;
+}
+
 template <int Bytes>
 __device__ __forceinline__ typename Traits<Bytes>::Word permute_word(
-    typename Traits<Bytes>::Word w, const typename Traits<Bytes>::Entry* lane_table) {
+    typename Traits<Bytes>::Word w, const unsigned char* table_bytes, uint32_t lane_offset) {
   using T = Traits<Bytes>;
-  typename T::Entry acc = 0;
+  using Entry = typename T::Entry;
+  constexpr uint32_t kChunkTableBytes = 16 * kLanes * sizeof(Entry);
+  Entry acc = 0;
 #pragma unroll
   for (int c = 0; c < T::kChunks; ++c) {
-    const unsigned value = static_cast<unsigned>(w >> (kChunkBits * c)) & 0xfu;
-    acc |= lane_table[(c * 16 + value) * kLanes];
+    const uint32_t offset = chunk_byte_offset<Entry>(w, c, lane_offset);
+    acc |= *reinterpret_cast<const Entry*>(table_bytes + c * kChunkTableBytes + offset);
   }
   return static_cast<typename T::Word>(acc);
 }
 
 template <int Bytes>
-__device__ __forceinline__ uint4 permute_vector(uint4 v, const typename Traits<Bytes>::Entry* lane_table) {
+__device__ __forceinline__ uint4 permute_vector(uint4 v, const unsigned char* table_bytes, uint32_t lane_offset) {
   using Word = typename Traits<Bytes>::Word;
   union { uint4 v; Word w[Traits<Bytes>::kWordsPerVector]; } u;
   u.v = v;
 #pragma unroll
-  for (int i = 0; i < Traits<Bytes>::kWordsPerVector; ++i) u.w[i] = permute_word<Bytes>(u.w[i], lane_table);
+  for (int i = 0; i < Traits<Bytes>::kWordsPerVector; ++i) u.w[i] = permute_word<Bytes>(u.w[i], table_bytes, lane_offset);
   return u.v;
 }
 
@@ -69,7 +85,7 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   auto* table = reinterpret_cast<typename T::Entry*>(shared_bytes);
   __shared__ uint8_t dest[T::kBits];
-  const typename T::Entry* lane_table = table + (threadIdx.x & (kLanes - 1));
+  const uint32_t lane_offset = (threadIdx.x & (kLanes - 1)) * sizeof(typename T::Entry);
 
   int64_t table_sample = -1;
   const int64_t tasks = samples * parts_per_sample;
@@ -95,14 +111,15 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
     int64_t head = words_per_sample;
     if (vectorize) {
       const auto misalignment = reinterpret_cast<uintptr_t>(src) & 15;
-      head = std::min<int64_t>(words_per_sample, misalignment ? (16 - misalignment) / Bytes : 0);
+      const int64_t to_boundary = misalignment ? (16 - misalignment) / Bytes : 0;
+      head = to_boundary < words_per_sample ? to_boundary : words_per_sample;
     }
     const int64_t vectors = (words_per_sample - head) / T::kWordsPerVector;
     const int64_t tail_begin = head + vectors * T::kWordsPerVector;
     const int64_t stride = parts_per_sample * blockDim.x;
     const int64_t thread = part * blockDim.x + threadIdx.x;
 
-    for (int64_t i = thread; i < head; i += stride) dst[i] = permute_word<Bytes>(src[i], lane_table);
+    for (int64_t i = thread; i < head; i += stride) dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
     const uint4* src_v = reinterpret_cast<const uint4*>(src + head);
     uint4* dst_v = reinterpret_cast<uint4*>(dst + head);
     int64_t v = thread;
@@ -111,11 +128,11 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) loaded[u] = src_v[v + u * stride];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) dst_v[v + u * stride] = permute_vector<Bytes>(loaded[u], lane_table);
+      for (int u = 0; u < kUnroll; ++u) dst_v[v + u * stride] = permute_vector<Bytes>(loaded[u], shared_bytes, lane_offset);
     }
-    for (; v < vectors; v += stride) dst_v[v] = permute_vector<Bytes>(src_v[v], lane_table);
+    for (; v < vectors; v += stride) dst_v[v] = permute_vector<Bytes>(src_v[v], shared_bytes, lane_offset);
     for (int64_t i = tail_begin + thread; i < words_per_sample; i += stride)
-      dst[i] = permute_word<Bytes>(src[i], lane_table);
+      dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
   }
 }
 
