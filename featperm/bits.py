@@ -167,6 +167,9 @@ class BitKey:
     def tensor(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
         """The key as an int64 tensor on ``device``, cached: after the first call for a device,
         using the key there needs no host-to-device copy (e.g. inside CUDA graph capture)."""
+        cached = self._on_device.get(device)
+        if cached is not None:  # fast path: a torch.device seen before (e.g. x.device)
+            return cached
         device = torch.device("cpu" if device is None else device)
         if device.type == "cpu":
             return self._perm
@@ -193,6 +196,12 @@ class BitKey:
     def __reduce__(self):
         return (BitKey, (self._perm,))
 
+
+# The OpOverloads themselves: calling them skips the overload resolution of torch.ops packets.
+_shuffle_bits_op = torch.ops.featperm.shuffle_bits.default
+_unshuffle_bits_op = torch.ops.featperm.unshuffle_bits.default
+_shuffle_bits_inplace_op = torch.ops.featperm.shuffle_bits_.default
+_unshuffle_bits_inplace_op = torch.ops.featperm.unshuffle_bits_.default
 
 KeyLike = Union[BitKey, torch.Tensor, Sequence[int], Sequence[Sequence[int]]]
 
@@ -227,7 +236,7 @@ def shuffle_bits(x: torch.Tensor, key: KeyLike, *, as_integer: bool = False) -> 
         "derivative for featperm::shuffle_bits is not implemented" (the forward pass works on
         inputs that require grad).
     """
-    y = torch.ops.featperm.shuffle_bits(x, _key_tensor(key, x))
+    y = _shuffle_bits_op(x, _key_tensor(key, x))
     return y.view(integer_view_dtype(x.dtype)) if as_integer else y
 
 
@@ -243,18 +252,18 @@ def unshuffle_bits(y: torch.Tensor, key: KeyLike, *, dtype: Optional[torch.dtype
             raise ValueError(f"unshuffle_bits: dtype {dtype} has {word_bits(dtype)}-bit words but y "
                              f"({y.dtype}) has {word_bits(y.dtype)}-bit words")
         y = y.view(dtype)
-    return torch.ops.featperm.unshuffle_bits(y, _key_tensor(key, y))
+    return _unshuffle_bits_op(y, _key_tensor(key, y))
 
 
 def shuffle_bits_(x: torch.Tensor, key: KeyLike) -> torch.Tensor:
     """In-place :func:`shuffle_bits`; returns ``x``. x must not require grad."""
-    torch.ops.featperm.shuffle_bits_(x, _key_tensor(key, x))
+    _shuffle_bits_inplace_op(x, _key_tensor(key, x))
     return x
 
 
 def unshuffle_bits_(y: torch.Tensor, key: KeyLike) -> torch.Tensor:
     """In-place :func:`unshuffle_bits`; returns ``y``. y must not require grad."""
-    torch.ops.featperm.unshuffle_bits_(y, _key_tensor(key, y))
+    _unshuffle_bits_inplace_op(y, _key_tensor(key, y))
     return y
 
 

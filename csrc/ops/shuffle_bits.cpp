@@ -32,7 +32,8 @@ at::ScalarType word_dtype(int64_t bytes) {
   }
 }
 
-// Validates x and key; returns the keys as a contiguous int64 (samples, bits) tensor on x's device.
+// Validates x and key; returns the key as a contiguous int64 tensor ((bits,) or (samples, bits))
+// on x's device.
 at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& key) {
   TORCH_CHECK(is_bit_word_dtype(x.scalar_type()), op, ": x has dtype ", x.scalar_type(),
               "; expected a dtype of 8, 16, 32 or 64 bits (float16, bfloat16, float32, float64 "
@@ -50,17 +51,20 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
                 key.size(0), " rows but x has ", (x.dim() >= 1 ? x.size(0) : 0),
                 " samples (x.shape[0]); expected one key row per sample");
   }
-  at::Tensor keys = key.reshape({-1, bits}).to(at::kLong).contiguous();
+  // Only convert what needs converting: each extra dispatcher call costs small tensors latency.
+  at::Tensor keys = key.scalar_type() == at::kLong ? key : key.to(at::kLong);
+  if (!keys.is_contiguous()) keys = keys.contiguous();
   if (keys.is_cpu()) {
     // Cheap on the host; a device key is checked by the Python layer (checking it here would
     // need a host synchronisation, which CUDA graph capture forbids).
     const int64_t* k = keys.const_data_ptr<int64_t>();
-    for (int64_t row = 0; row < keys.size(0); ++row) {
+    const int64_t rows = keys.numel() / bits;
+    for (int64_t row = 0; row < rows; ++row) {
       uint64_t seen = 0;
       for (int64_t i = 0; i < bits; ++i) {
         const int64_t v = k[row * bits + i];
         TORCH_CHECK(v >= 0 && v < bits && !((seen >> v) & 1u), op, ": key",
-                    (keys.size(0) > 1 ? " row " + std::to_string(row) : std::string()),
+                    (keys.dim() == 2 ? " row " + std::to_string(row) : std::string()),
                     " is not a permutation of 0..", bits - 1, " (position ", i, " holds ", v, ")");
         seen |= uint64_t{1} << v;
       }
@@ -71,6 +75,8 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
   }
   return keys;
 }
+
+int64_t samples_of(const at::Tensor& keys) { return keys.dim() == 2 ? keys.size(0) : 1; }
 
 // True when the kernel may process x's storage as one dense run of words in which each sample
 // (x[k], for per-sample keys) is a consecutive run.
@@ -84,7 +90,7 @@ void run_kernel(WordKernel kernel, const at::Tensor& src, const at::Tensor& dst,
                 const at::Tensor& keys, bool inverse) {
   if (src.numel() == 0) return;
   const WordRun run{src.const_data_ptr(), dst.data_ptr(), src.numel(),
-                    static_cast<int>(src.element_size()), keys.size(0), &keys, inverse};
+                    static_cast<int>(src.element_size()), samples_of(keys), &keys, inverse};
   kernel(src, run);
 }
 
@@ -93,7 +99,7 @@ void run_kernel(WordKernel kernel, const at::Tensor& src, const at::Tensor& dst,
 at::Tensor shuffle_bits_out_of_place(const at::Tensor& x, const at::Tensor& key, bool inverse,
                                      WordKernel kernel, const char* op) {
   const at::Tensor keys = checked_keys(op, x, key);
-  if (is_linear_run(x, keys.size(0))) {
+  if (is_linear_run(x, samples_of(keys))) {
     at::Tensor out = at::empty_like(x);  // same strides as x: one pass over the storage
     run_kernel(kernel, x, out, keys, inverse);
     return out;
@@ -111,7 +117,7 @@ void shuffle_bits_in_place(const at::Tensor& x, const at::Tensor& key, bool inve
               "destroy values autograd may need and has no gradient. Use the out-of-place op or "
               "x.detach()");
   const at::Tensor keys = checked_keys(op, x, key);
-  if (is_linear_run(x, keys.size(0))) {
+  if (is_linear_run(x, samples_of(keys))) {
     run_kernel(kernel, x, x, keys, inverse);
     return;
   }

@@ -27,20 +27,24 @@ template <> struct WordOf<2> { using type = uint16_t; };
 template <> struct WordOf<4> { using type = uint32_t; };
 template <> struct WordOf<8> { using type = uint64_t; };
 
-// Output bit position of every input bit. `key` holds f (f[i] = f(i)) for n = `bits` positions.
-// Positions are reduced mod n so that even an invalid key (never passed by the Python layer, but
-// possible through the raw op on a device tensor we cannot validate without a host sync) cannot
-// make a kernel write out of bounds.
+// Output bit position of input bit i (encrypt: f(i)), or records that input bit f(i) lands on
+// output bit i (decrypt). `key` holds f (f[i] = f(i)) for n = `bits` positions. Positions are
+// reduced mod n so that even an invalid key (never passed by the Python layer, but possible
+// through the raw op on a device tensor we cannot validate without a host sync) cannot make a
+// kernel index out of bounds. One call per i, so GPU threads can share the work.
+template <bool Inverse>
+FEATPERM_HOST_DEVICE void build_destination(const int64_t* key, int bits, int i, uint8_t* dest) {
+  const int fi = static_cast<int>(key[i] & (bits - 1));
+  if (Inverse) {
+    dest[fi] = static_cast<uint8_t>(i);  // decrypt: output bit i = input bit f(i)
+  } else {
+    dest[i] = static_cast<uint8_t>(fi);  // encrypt: output bit f(i) = input bit i
+  }
+}
+
 template <bool Inverse>
 FEATPERM_HOST_DEVICE void build_destinations(const int64_t* key, int bits, uint8_t* dest) {
-  for (int i = 0; i < bits; ++i) {
-    const int fi = static_cast<int>(key[i] & (bits - 1));
-    if (Inverse) {
-      dest[fi] = static_cast<uint8_t>(i);  // decrypt: output bit i = input bit f(i)
-    } else {
-      dest[i] = static_cast<uint8_t>(fi);  // encrypt: output bit f(i) = input bit i
-    }
-  }
+  for (int i = 0; i < bits; ++i) build_destination<Inverse>(key, bits, i, dest);
 }
 
 // Contribution of chunk `chunk` (bits chunk*ChunkBits ...) holding `value` to the output word.

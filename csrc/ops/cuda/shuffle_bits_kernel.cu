@@ -19,7 +19,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kLanes = 32;
 constexpr int kChunkBits = 4;
-constexpr int kUnroll = 2;  // independent 16-byte loads in flight per thread
+constexpr int kUnroll = 4;  // independent 16-byte loads in flight per thread
 
 template <int Bytes>
 struct Traits {
@@ -94,7 +94,9 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
     const int64_t part = task - sample * parts_per_sample;
     if (sample != table_sample) {  // uniform across the block: the barriers are safe
       __syncthreads();
-      if (threadIdx.x == 0) build_destinations<Inverse>(keys + sample * T::kBits, T::kBits, dest);
+      // One key entry per thread: a serial loop of dependent-latency global loads would cost
+      // microseconds per block.
+      if (threadIdx.x < T::kBits) build_destination<Inverse>(keys + sample * T::kBits, T::kBits, threadIdx.x, dest);
       __syncthreads();
       for (int i = threadIdx.x; i < T::kEntries * kLanes; i += blockDim.x) {
         const int entry = i / kLanes;
