@@ -1,0 +1,71 @@
+"""CPU benchmark of ShuffleBits (pytest-benchmark; not part of the test suite, never pass/fail).
+
+Single thread, 64 MiB of float32, side by side in one run: clone(), featperm (AVX-512/GFNI and
+portable table kernels, out of place and in place), and the pure-PyTorch formulations (byte
+tables with a gather, and the per-bit reference). Each variant's output is checked before timing.
+
+    python -m pytest benchmarks/test_bench_shuffle_bits_cpu.py --benchmark-columns=median,ops \
+        --benchmark-sort=name
+"""
+
+import pytest
+import torch
+
+import featperm
+from featperm.reference import byte_tables, shuffle_bits_reference, shuffle_bits_table
+
+NBYTES = 64 << 20
+
+
+@pytest.fixture(scope="module")
+def setup():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(NBYTES // 4, generator=g)
+    key = featperm.BitKey.generate(32)
+    probe = x[: 1 << 16]
+    expected = shuffle_bits_reference(probe, key.permutation())
+    yield x, key, probe, expected
+    torch.set_num_threads(threads)
+
+
+def _gbps(benchmark):
+    # Bytes read + bytes written per call, over the median time.
+    benchmark.extra_info["GB/s"] = round(2 * NBYTES / benchmark.stats.stats.median / 1e9, 2)
+
+
+def _variants():
+    isas = list(range(featperm.cpu_isa() + 1))
+    out = [("clone", None, None)]
+    for isa in isas:
+        name = "gfni" if isa == 1 else "table"
+        out += [(f"featperm-{name}-out-of-place", isa, False), (f"featperm-{name}-in-place", isa, True)]
+    return out
+
+
+@pytest.mark.parametrize("name,isa,in_place", _variants(), ids=[v[0] for v in _variants()])
+def test_shuffle_bits_cpu(benchmark, setup, name, isa, in_place):
+    x, key, probe, expected = setup
+    benchmark.group = "shuffle_bits float32 64 MiB, 1 thread"
+    if isa is None:
+        benchmark(x.clone)
+    else:
+        previous = featperm.cpu_isa(isa)
+        try:
+            assert torch.equal(featperm.shuffle_bits(probe, key).view(torch.int32), expected.view(torch.int32))
+            y = x.clone()
+            fn = (lambda: featperm.shuffle_bits_(y, key)) if in_place else (lambda: featperm.shuffle_bits(x, key))
+            benchmark(fn)
+        finally:
+            featperm.cpu_isa(previous)
+    _gbps(benchmark)
+
+
+def test_pure_pytorch_byte_table_eager(benchmark, setup):
+    x, key, probe, expected = setup
+    benchmark.group = "shuffle_bits float32 64 MiB, 1 thread"
+    table = byte_tables(key.permutation())
+    assert torch.equal(shuffle_bits_table(probe, table).view(torch.int32), expected.view(torch.int32))
+    benchmark.pedantic(shuffle_bits_table, args=(x, table), rounds=3, iterations=1)
+    _gbps(benchmark)
