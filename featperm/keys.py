@@ -78,6 +78,7 @@ __all__ = [
     "RequestKeys",
     "bit_key_candidates",
     "recover_bit_key",
+    "consistent_bit_key",
     "words_to_recover",
 ]
 
@@ -588,3 +589,21 @@ def recover_bit_key(plaintexts, ciphertexts):
     if any(len(c) != 1 for c in candidates):
         return None
     return BitKey([c[0] for c in candidates])
+
+
+def consistent_bit_key(plaintexts, ciphertexts):
+    """A BitKey consistent with every known pair, even when they leave several candidates.
+
+    Input bits whose columns agree in every known word have the same candidate set (the output
+    positions with that column); they are assigned to it in order. Such a key decrypts every
+    word in which those bits agree too, so on real features it is usually as good as the key."""
+    from featperm.bits import BitKey
+
+    candidates = bit_key_candidates(plaintexts, ciphertexts)
+    taken = {}
+    f = []
+    for c in candidates:
+        group = tuple(c)
+        f.append(c[taken.get(group, 0)])
+        taken[group] = taken.get(group, 0) + 1
+    return BitKey(f)
