@@ -20,7 +20,8 @@ Derivation (version ``featperm/v1``)
     ``b"BlockKey"`` (SHAPE = (C, M), n = C*M*M). ``label`` (the purpose, e.g. b"features") and
     ``context`` (e.g. a request id or layer name) are bytes, or str encoded as UTF-8.
     8160 = 255 * 32 bytes is HKDF-Expand's maximum output; a chunk is consumed lazily (its
-    prefix does not depend on the requested length), so a 32-bit key costs two HMAC blocks.
+    prefix does not depend on the requested length), so a 32-bit key costs one HKDF-Extract
+    and one or two HKDF-Expand blocks.
 
     Fisher-Yates, starting from the identity ``p = [0, 1, ..., n-1]``: for ``i = n-1`` down to
     ``1``, read ``b = ceil(bitlen(i) / 8)`` bytes of STREAM as a big-endian integer ``v``;

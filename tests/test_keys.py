@@ -568,10 +568,11 @@ def test_insufficient_or_inconsistent_pairs():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
-def test_shuffle_bits_keeps_hamming_weight_and_zero(dtype):
+def test_shuffle_bits_keeps_hamming_weight_zeros_and_equality(dtype):
     key = BitKey.derive(SECRET, "weight", bits=featperm.word_bits(dtype))
     x = torch.randn(1000).to(dtype)
     x[:10] = 0
+    x[10:20] = x[20:30]
     y = shuffle_bits(x, key, as_integer=True)
 
     def weights(t):
@@ -580,4 +581,5 @@ def test_shuffle_bits_keeps_hamming_weight_and_zero(dtype):
 
     assert torch.equal(weights(x), weights(y))
     assert bool((y[:10] == 0).all())
+    assert torch.equal(y[10:20], y[20:30])  # equal words stay equal
     assert not torch.equal(x.view(y.dtype), y)
