@@ -365,8 +365,7 @@ def _decode_key(data: bytes, source: str, expected_kind: Optional[str]):
         raise KeyFileError(f"{source}: truncated key file ({len(data)} bytes, its header says "
                            f"{expected_size})")
     if len(data) > expected_size:
-        raise KeyFileError(f"{source}: corrupted key file ({len(data) - expected_size} bytes "
-                           "after the checksum)")
+        raise KeyFileError(f"{source}: corrupted key file (data after the checksum)")
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
     if not hmac.compare_digest(hashlib.sha256(body).digest(), checksum):
         raise KeyFileError(f"{source}: corrupted key file (SHA-256 checksum mismatch)")
@@ -437,7 +436,10 @@ def load_key(path: Union[str, os.PathLike], expected_kind: object = None):
     an error. Raises :class:`KeyFileError` for a file that is not a valid featperm key file."""
     expected_kind = _normalise_kind(expected_kind)
     with open(path, "rb") as fh:
-        data = fh.read()
+        data = fh.read(_HEADER.size)
+        if len(data) == _HEADER.size and data.startswith(_MAGIC):
+            # read what the header announces, plus one byte to notice trailing data
+            data += fh.read(_HEADER.unpack(data)[-1] + _CHECKSUM_BYTES + 1)
     return _decode_key(data, f"load_key({os.fspath(path)!r})", expected_kind)
 
 
