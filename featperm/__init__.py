@@ -1,6 +1,7 @@
 """featperm: keyed encryption and protection of deep features.
 
 * ShuffleBits (Ni, Huttunen, Rahtu 2021): :func:`shuffle_bits`, :class:`BitKey`.
+* Key schedule (derivation, key files, per-request keys): :mod:`featperm.keys`.
 """
 
 from featperm._library import cpu_isa, has_cuda_kernels
@@ -13,6 +14,7 @@ from featperm.bits import (
     unshuffle_bits_,
     word_bits,
 )
+from featperm import keys
 
 __version__ = "0.1.0"
 
@@ -26,4 +28,5 @@ __all__ = [
     "integer_view_dtype",
     "cpu_isa",
     "has_cuda_kernels",
+    "keys",
 ]

@@ -118,6 +118,14 @@ class BitKey:
         return cls(perms[0] if samples is None else perms)
 
     @classmethod
+    def derive(cls, secret: bytes, label, context=b"", bits: int = 32,
+               samples: Optional[int] = None) -> "BitKey":
+        """The key derived from a master secret for (label, context) with HKDF-SHA256; the
+        same inputs always give the same key. See :mod:`featperm.keys` for the construction."""
+        from featperm.keys import derive_bit_key
+        return derive_bit_key(secret, label, context, bits=bits, samples=samples)
+
+    @classmethod
     def from_reference_index(cls, index: Union[Sequence[int], torch.Tensor]) -> "BitKey":
         """The key of the ShuffleBits authors' public code.
 
