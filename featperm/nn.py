@@ -35,6 +35,9 @@ class _KeyNotLoaded:
     def __repr__(self):
         return "<key not loaded>"
 
+    def __reduce__(self):
+        return "_KEY_NOT_LOADED"  # unpickles as the module's singleton
+
 
 _KEY_NOT_LOADED = _KeyNotLoaded()
 
@@ -73,8 +76,13 @@ class _KeyedModule(nn.Module):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_key"] = _KEY_NOT_LOADED  # never pickle key material
+        state.pop("_key", None)  # never pickle key material
         return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_key" not in self.__dict__:
+            object.__setattr__(self, "_key", _KEY_NOT_LOADED)
 
     def __deepcopy__(self, memo):
         # An in-memory copy keeps the key (only serialisation drops it).
