@@ -1,5 +1,5 @@
-// CUDA registration of the block-shuffle ops: device guard, current stream, global staging for
-// very large blocks (from the caching allocator, stream-ordered), launch check.
+// CUDA registration of the block-shuffle ops: device guard, current stream, device scratch (from
+// the caching allocator, stream-ordered), launch check.
 #include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -21,11 +21,9 @@ void cuda_block_kernel(const at::Tensor& like, const BlockRun& run) {
                                   c10::cuda::getCurrentCUDAStream(like.get_device()).stream()};
   size_t scratch_bytes = 0;
   C10_CUDA_CHECK(cuda::block_shuffle_scratch_bytes(launch, &scratch_bytes));
-  at::Tensor scratch;  // freed after the launch: the allocator reuses it only in stream order
-  if (scratch_bytes > 0) {
-    scratch = at::empty({static_cast<int64_t>(scratch_bytes)}, like.options().dtype(at::kByte));
-    launch.scratch = scratch.data_ptr();
-  }
+  // Freed after the launch: the caching allocator hands it out again only in stream order.
+  const at::Tensor scratch = at::empty({static_cast<int64_t>(scratch_bytes)}, like.options().dtype(at::kByte));
+  launch.scratch = scratch.data_ptr();
   C10_CUDA_CHECK(cuda::launch_block_shuffle(launch));
 }
 

@@ -35,7 +35,7 @@ struct Params {
   void* global_stage;  // null: stage in shared memory
   Strides4 is, os;
   TileLayout layout;
-  const int64_t* key;
+  const uint32_t* partner_slot;  // slot(v[k]) for every key index k
   int64_t tiles, tiles_per_row, block_rows, blocks_per_row, blocks_per_tile, block_size;
 };
 
@@ -45,8 +45,11 @@ struct Plan {
   int64_t grid;
   bool global_stage;
   size_t shared_bytes;
-  size_t scratch_bytes;
+  size_t table_bytes;    // scratch for partner_slot, first
+  size_t scratch_bytes;  // table + global staging
 };
+
+constexpr size_t kScratchAlign = 256;
 
 cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   int multiprocessors = 1;
@@ -64,8 +67,19 @@ cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   // over the rest. Global staging: two per multiprocessor, each with its own scratch slice.
   plan->grid = std::min<int64_t>(plan->tiles, int64_t{multiprocessors} * (plan->global_stage ? 2 : 64));
   plan->shared_bytes = plan->global_stage ? 0 : static_cast<size_t>(tile_bytes);
-  plan->scratch_bytes = plan->global_stage ? static_cast<size_t>(plan->grid * tile_bytes) : 0;
+  plan->table_bytes = (static_cast<size_t>(a.c * m * m) * sizeof(uint32_t) + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
+  plan->scratch_bytes = plan->table_bytes + (plan->global_stage ? static_cast<size_t>(plan->grid * tile_bytes) : 0);
   return cudaSuccess;
+}
+
+// slot(v[k]) for every key index, once per launch, so that the main kernel reads one 32-bit
+// value per element instead of an int64 key entry and two divisions.
+__global__ void partner_slot_kernel(const int64_t* __restrict__ key, const TileLayout layout,
+                                    uint32_t* __restrict__ partner_slot) {
+  const uint32_t positions = layout.block_elements();
+  for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < positions; k += gridDim.x * blockDim.x) {
+    partner_slot[k] = layout.slot(clamp_key_entry(key[k], positions));
+  }
 }
 
 template <int Bytes, bool Inverse>
@@ -74,7 +88,6 @@ __global__ void __launch_bounds__(kThreads) block_shuffle_kernel(const Params p)
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const TileLayout& layout = p.layout;
   const uint32_t elements = layout.tile_elements();
-  const uint32_t block_elements = layout.block_elements();
   const uint32_t step = layout.block_step();
   const uint32_t M = layout.M(), C = layout.C();
   Word* stage = p.global_stage ? static_cast<Word*>(p.global_stage) + blockIdx.x * size_t{elements}
@@ -83,8 +96,7 @@ __global__ void __launch_bounds__(kThreads) block_shuffle_kernel(const Params p)
   Word* dst = static_cast<Word*>(p.dst);
   // Staging position of the permuted partner of an element: slot(v[k]) + b*S.
   auto partner = [&](const BlockCoord& e, uint32_t block) {
-    const int64_t v = __ldg(p.key + TileLayout::key_index(e, M, C));
-    return layout.slot(clamp_key_entry(v, block_elements)) + block * step;
+    return __ldg(p.partner_slot + TileLayout::key_index(e, M, C)) + block * step;
   };
 
   for (int64_t tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
@@ -165,24 +177,30 @@ cudaError_t launch(const BlockShuffleLaunch& a) {
   Plan plan;
   cudaError_t err = make_plan(a, &plan);
   if (err != cudaSuccess) return err;
-  if (plan.global_stage && a.scratch == nullptr) return cudaErrorInvalidValue;
+  if (a.scratch == nullptr) return cudaErrorInvalidValue;
   err = allow_shared_bytes<Bytes, Inverse>(a.device, plan.shared_bytes);
   if (err != cudaSuccess) return err;
   Params p;
   p.src = a.src;
   p.dst = a.dst;
-  p.global_stage = plan.global_stage ? a.scratch : nullptr;
+  auto* scratch = static_cast<unsigned char*>(a.scratch);
+  p.global_stage = plan.global_stage ? scratch + plan.table_bytes : nullptr;
   p.is = a.src_strides;
   p.os = a.dst_strides;
   p.layout = TileLayout(static_cast<uint32_t>(a.c), static_cast<uint32_t>(a.block_size),
                         static_cast<uint32_t>(plan.blocks_per_tile), a.channels_inner);
-  p.key = a.key;
+  p.partner_slot = reinterpret_cast<uint32_t*>(scratch);
   p.tiles = plan.tiles;
   p.blocks_per_row = a.w / a.block_size;
   p.blocks_per_tile = plan.blocks_per_tile;
   p.tiles_per_row = (p.blocks_per_row + plan.blocks_per_tile - 1) / plan.blocks_per_tile;
   p.block_rows = a.h / a.block_size;
   p.block_size = a.block_size;
+  const uint32_t positions = p.layout.block_elements();
+  const unsigned table_grid = static_cast<unsigned>(std::min<uint32_t>((positions + kThreads - 1) / kThreads, 1024));
+  partner_slot_kernel<<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, reinterpret_cast<uint32_t*>(scratch));
+  err = cudaGetLastError();
+  if (err != cudaSuccess) return err;
   block_shuffle_kernel<Bytes, Inverse><<<static_cast<unsigned>(plan.grid), kThreads, plan.shared_bytes, a.stream>>>(p);
   return cudaGetLastError();
 }

@@ -22,13 +22,14 @@ struct BlockShuffleLaunch {
   bool inverse;
   bool channels_inner;     // load order (r, column, ch): channels_last
   const int64_t* key;      // device pointer, C*M*M entries
-  void* scratch;           // global staging of scratch_bytes(), when that is > 0
+  void* scratch;           // device memory of block_shuffle_scratch_bytes() bytes
   int device;
   cudaStream_t stream;
 };
 
-// Bytes of global-memory staging the launch needs: 0 when a block fits in shared memory, else
-// one block's worth per thread block of the grid (the path for very large C*M*M).
+// Bytes of device scratch the launch needs: a table of C*M*M 32-bit stage positions, plus, when
+// a block does not fit in shared memory (very large C*M*M), one block's worth of global staging
+// per thread block of the grid.
 cudaError_t block_shuffle_scratch_bytes(const BlockShuffleLaunch& args, size_t* bytes);
 
 // Enqueues the kernel on args.stream; no host synchronisation. Returns the launch status.
