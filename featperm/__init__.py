@@ -2,6 +2,9 @@
 
 * ShuffleBits (Ni, Huttunen, Rahtu 2021): :func:`shuffle_bits`, :class:`BitKey`.
 * Key schedule (derivation, key files, per-request keys): :mod:`featperm.keys`.
+* Block-wise feature-map shuffle (AprilPyone & Kiya 2021): :func:`block_shuffle`, :class:`BlockKey`,
+  :func:`protect`; modules in :mod:`featperm.nn`, input transforms in :mod:`featperm.transforms`,
+  a CIFAR ResNet-18 in :mod:`featperm.models`.
 """
 
 from featperm._library import cpu_isa, has_cuda_kernels
@@ -15,6 +18,9 @@ from featperm.bits import (
     word_bits,
 )
 from featperm import keys
+from featperm.block import BlockKey, block_shuffle, block_shuffle_, block_unshuffle, block_unshuffle_
+from featperm import models, nn, transforms  # noqa: E402  (submodules)
+from featperm.nn import protect, set_key, unprotect
 
 __version__ = "0.1.0"
 
@@ -29,4 +35,15 @@ __all__ = [
     "cpu_isa",
     "has_cuda_kernels",
     "keys",
+    "BlockKey",
+    "block_shuffle",
+    "block_unshuffle",
+    "block_shuffle_",
+    "block_unshuffle_",
+    "protect",
+    "unprotect",
+    "set_key",
+    "nn",
+    "transforms",
+    "models",
 ]

@@ -11,7 +11,8 @@ import torch
 
 from featperm.bits import integer_view_dtype, word_bits
 
-__all__ = ["shuffle_bits_reference", "unshuffle_bits_reference", "shuffle_bits_table"]
+__all__ = ["shuffle_bits_reference", "unshuffle_bits_reference", "shuffle_bits_table",
+           "block_shuffle_reference", "block_unshuffle_reference"]
 
 
 def _words_as_int64(x: torch.Tensor) -> torch.Tensor:
@@ -78,3 +79,23 @@ def shuffle_bits_table(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(nbytes, device=x.device, dtype=torch.int64) * 256
     w = table[b + offsets].sum(dim=1)
     return _int64_as_words(w, x.dtype).reshape(x.shape)
+
+
+# -- block-wise feature-map shuffle (AprilPyone & Kiya 2021) ------------------------------------
+
+def block_shuffle_reference(x: torch.Tensor, key, block_size: int, inverse: bool = False) -> torch.Tensor:
+    """Block shuffle as view/permute/index_select/permute: out_block[k] = x_block[v[k]] with
+    k = (r*M + c)*C + ch (``inverse``: out_block[v[k]] = x_block[k]). Also the pure-PyTorch peer
+    that the benchmarks run eagerly and under torch.compile. Returns a contiguous tensor."""
+    n, c, h, w = x.shape
+    m = int(block_size)
+    v = torch.as_tensor(key, dtype=torch.int64, device=x.device).reshape(-1)
+    if inverse:
+        v = torch.empty_like(v).scatter_(0, v, torch.arange(v.numel(), device=v.device))
+    blocks = x.reshape(n, c, h // m, m, w // m, m).permute(0, 2, 4, 3, 5, 1).reshape(n, h // m, w // m, m * m * c)
+    out = blocks.index_select(3, v)
+    return out.reshape(n, h // m, w // m, m, m, c).permute(0, 5, 1, 3, 2, 4).reshape(n, c, h, w)
+
+
+def block_unshuffle_reference(y: torch.Tensor, key, block_size: int) -> torch.Tensor:
+    return block_shuffle_reference(y, key, block_size, inverse=True)

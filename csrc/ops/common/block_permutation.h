@@ -1,0 +1,147 @@
+// Block-wise feature-map shuffle (AprilPyone & Kiya 2021): index logic shared by the CPU and CUDA
+// kernels (no torch headers: nvcc includes it).
+//
+// x has shape (N, C, H, W) and block size M (dividing H and W). Each M x M block across all C
+// channels is a vector of C*M*M values in the order of the authors' segment() code: key index
+//     k = (r * M + c) * C + ch      (row in block r, column in block c, channel ch fastest)
+// Encryption is a gather, out[k] = in[v[k]], with the same key v for every block of every sample.
+//
+// Both kernels work on tiles: T horizontally adjacent blocks of one block row (all C channels, M
+// image rows, TW = T*M image columns). A tile is copied to a staging buffer in *load order* (the
+// order of the tensor's memory, so that reads and writes run along it) and written back with one
+// side of the copy permuted:
+//   encrypt (gather):  stage[i] = in(i);                 out(i) = stage[slot(v[k_i]) + b_i * S]
+//   decrypt (scatter): stage[slot(v[k_i]) + b_i * S] = in(i);   out(i) = stage[i]
+// where i enumerates the tile in load order, element i has key index k_i and is in block b_i of the
+// tile, slot(k) is the load-order position of key index k within block 0, and S the distance
+// between the positions of blocks b and b+1. Decryption works because slot(k_i) + b_i*S = i.
+// Load order is (ch, r, column) with columns fastest when W is the innermost of the two dimensions
+// in memory (contiguous NCHW) and (r, column, ch) with channels fastest otherwise (channels_last).
+#pragma once
+
+#include <cstdint>
+
+#include "ops/common/bit_permutation.h"  // FEATPERM_HOST_DEVICE, WordOf
+
+namespace featperm {
+
+// Division by a run-time constant as a multiply-high and shift (the method of PyTorch's
+// IntDivider, after Granlund & Montgomery): exact for 0 <= n < 2^31 and 1 <= d < 2^31.
+struct FastDivmod {
+  uint32_t divisor = 1;
+  uint32_t multiplier = 0;
+  uint32_t shift = 0;
+
+  FastDivmod() = default;
+  explicit FastDivmod(uint32_t d) : divisor(d) {
+    while (shift < 32 && (uint32_t{1} << shift) < d) ++shift;
+    const uint64_t one = 1;
+    multiplier = static_cast<uint32_t>(((one << 32) * ((one << shift) - d)) / d + 1);
+  }
+
+  FEATPERM_HOST_DEVICE uint32_t div(uint32_t n) const {
+#if defined(__CUDA_ARCH__)
+    const uint32_t high = __umulhi(n, multiplier);
+#else
+    const uint32_t high = static_cast<uint32_t>((uint64_t{n} * multiplier) >> 32);
+#endif
+    return (high + n) >> shift;
+  }
+  // Quotient, and the remainder in *rem.
+  FEATPERM_HOST_DEVICE uint32_t divmod(uint32_t n, uint32_t* rem) const {
+    const uint32_t q = div(n);
+    *rem = n - q * divisor;
+    return q;
+  }
+};
+
+// Coordinates of one element inside a block.
+struct BlockCoord {
+  uint32_t r;   // row in block, 0..M-1
+  uint32_t c;   // column in block, 0..M-1
+  uint32_t ch;  // channel, 0..C-1
+};
+
+// The shape of a tile and its load order. All sizes are small enough for 32-bit arithmetic: the
+// caller guarantees C*M*TW < 2^31.
+struct TileLayout {
+  FastDivmod channels;      // C
+  FastDivmod block_size;    // M
+  FastDivmod tile_columns;  // TW = blocks per tile * M
+  bool channels_inner;      // load order (r, column, ch) instead of (ch, r, column)
+
+  TileLayout() = default;
+  TileLayout(uint32_t c, uint32_t m, uint32_t blocks_per_tile, bool channels_inner_)
+      : channels(c), block_size(m), tile_columns(blocks_per_tile * m), channels_inner(channels_inner_) {}
+
+  FEATPERM_HOST_DEVICE uint32_t C() const { return channels.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t M() const { return block_size.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t TW() const { return tile_columns.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t block_elements() const { return C() * M() * M(); }
+  FEATPERM_HOST_DEVICE uint32_t tile_elements() const { return C() * M() * TW(); }
+
+  // Key index of an element (the authors' flatten order).
+  FEATPERM_HOST_DEVICE static uint32_t key_index(const BlockCoord& e, uint32_t m, uint32_t c) {
+    return (e.r * m + e.c) * c + e.ch;
+  }
+  FEATPERM_HOST_DEVICE BlockCoord coord_of_key(uint32_t k) const {
+    uint32_t ch, c;
+    const uint32_t rc = channels.divmod(k, &ch);
+    const uint32_t r = block_size.divmod(rc, &c);
+    return {r, c, ch};
+  }
+
+  // Load-order position of (coordinate in block, tile column) in the staging buffer.
+  FEATPERM_HOST_DEVICE uint32_t position(uint32_t r, uint32_t column, uint32_t ch) const {
+    return channels_inner ? (r * TW() + column) * C() + ch : (ch * M() + r) * TW() + column;
+  }
+  // slot(k): position of key index k in block 0 of the tile.
+  FEATPERM_HOST_DEVICE uint32_t slot(uint32_t k) const {
+    const BlockCoord e = coord_of_key(k);
+    return position(e.r, e.c, e.ch);
+  }
+  // S: distance between the positions of the same element in blocks b and b + 1.
+  FEATPERM_HOST_DEVICE uint32_t block_step() const { return channels_inner ? M() * C() : M(); }
+
+  // Inverse of position(): the element at load-order position i; *column is its tile column and
+  // *block the tile's block that holds it (column / M).
+  FEATPERM_HOST_DEVICE BlockCoord element_at(uint32_t i, uint32_t* column, uint32_t* block) const {
+    uint32_t r, ch, col, rest;
+    if (channels_inner) {
+      rest = channels.divmod(i, &ch);
+      r = tile_columns.divmod(rest, &col);
+    } else {
+      rest = tile_columns.divmod(i, &col);
+      ch = block_size.divmod(rest, &r);
+    }
+    *column = col;
+    uint32_t c;
+    *block = block_size.divmod(col, &c);
+    return {r, c, ch};
+  }
+};
+
+// A key entry made safe to index with: an invalid device key (which the raw op cannot check
+// without a host synchronisation) gives wrong output, never an out-of-bounds access.
+FEATPERM_HOST_DEVICE uint32_t clamp_key_entry(int64_t v, uint32_t block_elements) {
+  return static_cast<uint64_t>(v) < block_elements ? static_cast<uint32_t>(v) : 0u;
+}
+
+// The staging positions that the load (from `in`) and the store (to `out`) of load-order element
+// `i` use, for a tile element whose permuted partner sits at `permuted` (= slot(v[k_i]) + b_i*S).
+// Encrypt gathers on the store side; decrypt scatters on the load side.
+template <bool Inverse>
+FEATPERM_HOST_DEVICE uint32_t load_position(uint32_t i, uint32_t permuted) {
+  return Inverse ? permuted : i;
+}
+template <bool Inverse>
+FEATPERM_HOST_DEVICE uint32_t store_position(uint32_t i, uint32_t permuted) {
+  return Inverse ? i : permuted;
+}
+
+// Strides (in elements) of an (N, C, H, W) tensor.
+struct Strides4 {
+  int64_t n, c, h, w;
+};
+
+}  // namespace featperm

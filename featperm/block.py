@@ -1,0 +1,287 @@
+"""Block-wise feature-map shuffle (AprilPyone & Kiya 2021).
+
+A feature map ``x`` of shape ``(N, C, H, W)`` is cut into ``M x M`` blocks. Each block, across all
+``C`` channels, is flattened into a vector of ``C*M*M`` values and permuted by one secret key
+``v``: ``out[k] = in[v[k]]``. The same ``v`` serves every block of every sample.
+
+Flatten order (that of the authors' public ``segment()`` code, so their permutation vectors
+reproduce their transform exactly): row in block, then column in block, then channel, channel
+fastest::
+
+    k = (r * M + c) * C + ch        # r, c in 0..M-1 (row, column in block), ch in 0..C-1
+
+The op moves values as integers of the element size (it never does float arithmetic: every bit
+pattern survives), works on contiguous and channels_last tensors without copying them, and
+returns its output in the input's memory format.
+
+What it protects: a model trained behind the transform works well only when the same key is
+applied (a "model lock"). What it does not: it is a fixed, keyed permutation, not encryption. The
+key can be estimated from the model (e.g. by searching permutations that maximise accuracy on a
+little data) and a stolen model can be fine-tuned to work without the key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Optional, Sequence, Union
+
+import torch
+
+from featperm import _library  # noqa: F401  (loads the compiled ops)
+
+__all__ = [
+    "BlockKey",
+    "block_shuffle",
+    "block_unshuffle",
+    "block_shuffle_",
+    "block_unshuffle_",
+    "to_blocks",
+    "from_blocks",
+]
+
+
+def _random_permutation(n: int) -> list:
+    """Uniform permutation of 0..n-1 from the operating system's CSPRNG (Fisher-Yates)."""
+    p = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = secrets.randbelow(i + 1)  # no modulo bias
+        p[i], p[j] = p[j], p[i]
+    return p
+
+
+def _check_permutation(perm: torch.Tensor, what: str) -> None:
+    n = perm.numel()
+    ok = torch.sort(perm).values == torch.arange(n, device=perm.device)
+    if not bool(ok.all()):  # one host synchronisation for a device tensor
+        first = int((~ok).nonzero()[0, 0])
+        raise ValueError(f"{what} is not a permutation of 0..{n - 1} (sorted, position {first} "
+                         f"holds {int(torch.sort(perm).values[first])})")
+
+
+class BlockKey:
+    """A block-shuffle key: a permutation ``v`` of the ``C*M*M`` positions of a block.
+
+    ``BlockKey(v, channels=C, block_size=M)``; ``v[k]`` is the input position that lands at output
+    position ``k`` (``out[k] = in[v[k]]``, flatten order in :mod:`featperm.block`). The repr shows
+    no key material; :meth:`permutation` returns it explicitly. Pickling a key pickles ``v``.
+    """
+
+    __slots__ = ("_perm", "_channels", "_block_size", "_on_device")
+
+    def __init__(self, v: Union[Sequence[int], torch.Tensor], *, channels: int, block_size: int):
+        channels, block_size = int(channels), int(block_size)
+        if channels < 1:
+            raise ValueError(f"BlockKey: channels must be >= 1, got {channels}")
+        if block_size < 1:
+            raise ValueError(f"BlockKey: block_size must be >= 1, got {block_size}")
+        perm = torch.as_tensor(v).detach()
+        if perm.is_floating_point() or perm.is_complex() or perm.dtype == torch.bool:
+            raise TypeError(f"BlockKey: v must hold integer positions, got dtype {perm.dtype}")
+        n = channels * block_size * block_size
+        if perm.dim() != 1 or perm.numel() != n:
+            raise ValueError(f"BlockKey: v must have shape (channels*block_size**2,) = ({n},) for "
+                             f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}")
+        perm = perm.to("cpu", torch.int64).contiguous().clone()
+        _check_permutation(perm, "BlockKey: v")
+        self._perm = perm
+        self._channels = channels
+        self._block_size = block_size
+        self._on_device = {}
+
+    @classmethod
+    def generate(cls, *, channels: int, block_size: int) -> "BlockKey":
+        """A uniformly random key from the operating system's CSPRNG (``secrets``)."""
+        channels, block_size = int(channels), int(block_size)
+        if channels < 1 or block_size < 1:
+            raise ValueError(f"BlockKey.generate: channels and block_size must be >= 1, got "
+                             f"channels={channels}, block_size={block_size}")
+        perm = _random_permutation(channels * block_size * block_size)
+        return cls(torch.tensor(perm, dtype=torch.int64), channels=channels, block_size=block_size)
+
+    @property
+    def channels(self) -> int:
+        return self._channels
+
+    @property
+    def block_size(self) -> int:
+        return self._block_size
+
+    def permutation(self) -> torch.Tensor:
+        """A copy of the key material ``v`` (int64, CPU, length C*M*M)."""
+        return self._perm.clone()
+
+    def inverse(self) -> "BlockKey":
+        """The key that undoes this one: ``block_shuffle(y, k.inverse()) == block_unshuffle(y, k)``."""
+        inv = torch.empty_like(self._perm)
+        inv[self._perm] = torch.arange(self._perm.numel())
+        return BlockKey(inv, channels=self._channels, block_size=self._block_size)
+
+    def tensor(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
+        """The key as an int64 tensor on ``device``, cached: after the first call for a device,
+        using the key there needs no host-to-device copy (e.g. inside CUDA graph capture)."""
+        device = torch.device("cpu" if device is None else device)
+        if device.type == "cpu":
+            return self._perm
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        cached = self._on_device.get(device)
+        if cached is None:
+            cached = self._perm.to(device)
+            self._on_device[device] = cached
+        return cached
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlockKey):
+            return NotImplemented
+        return (self._channels == other._channels and self._block_size == other._block_size
+                and secrets.compare_digest(self._perm.numpy().tobytes(), other._perm.numpy().tobytes()))
+
+    __hash__ = None  # compared, never hashed (a hash would be derived from the key)
+
+    def __repr__(self) -> str:
+        return f"BlockKey(channels={self._channels}, block_size={self._block_size})"
+
+    def __reduce__(self):
+        # Rebuilt through the constructor (which validates v); the device cache is not pickled.
+        return (_rebuild_block_key, (self._perm, self._channels, self._block_size))
+
+
+def _rebuild_block_key(perm, channels, block_size):
+    return BlockKey(perm, channels=channels, block_size=block_size)
+
+
+BlockKeyLike = Union[BlockKey, torch.Tensor, Sequence[int]]
+
+
+def _key_and_block_size(op: str, x: torch.Tensor, key: BlockKeyLike,
+                        block_size: Optional[int]) -> tuple:
+    if isinstance(key, BlockKey):
+        if block_size is not None and int(block_size) != key.block_size:
+            raise ValueError(f"{op}: block_size={block_size} disagrees with the key's block_size "
+                             f"{key.block_size}")
+        if x.dim() == 4 and x.shape[1] != key.channels:
+            raise ValueError(f"{op}: x has {x.shape[1]} channels (x.shape {tuple(x.shape)}) but the "
+                             f"key is for channels={key.channels}")
+        return key.tensor(x.device), key.block_size
+    if block_size is None:
+        raise TypeError(f"{op}: block_size is required when key is not a BlockKey")
+    if not isinstance(key, torch.Tensor):
+        key = torch.as_tensor(key, dtype=torch.int64, device=x.device)
+    elif key.device.type != "cpu" and not torch.compiler.is_compiling() and key.dim() == 1 and \
+            not key.is_floating_point() and key.dtype != torch.bool:
+        # The C++ op checks host keys itself; a device key is checked here (one sync).
+        _check_permutation(key, f"{op}: key")
+    return key, int(block_size)
+
+
+def block_shuffle(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
+    """Encrypt: permute every ``M x M`` block of ``x`` (all channels together) by ``key``.
+
+    Args:
+        x: tensor of shape (N, C, H, W) with M dividing H and W, any dtype of 1, 2, 4 or 8 bytes,
+            any strides (contiguous and channels_last are read and written in place order); CPU
+            or CUDA.
+        key: a :class:`BlockKey` (which carries M), or a permutation of ``0..C*M*M-1`` as a
+            tensor or sequence together with ``block_size``.
+
+    Returns:
+        ``out`` with ``out_block[k] = x_block[v[k]]`` for every block, flattened in
+        (row, column, channel) order, ``k = (r*M + c)*C + ch``. The output keeps x's memory
+        format. Differentiable (the gradient is :func:`block_unshuffle` of the output gradient).
+    """
+    k, m = _key_and_block_size("block_shuffle", x, key, block_size)
+    return torch.ops.featperm.block_shuffle(x, k, m)
+
+
+def block_unshuffle(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
+    """Decrypt: the inverse of :func:`block_shuffle` under the same key (``x_block[v[k]] = y_block[k]``)."""
+    k, m = _key_and_block_size("block_unshuffle", y, key, block_size)
+    return torch.ops.featperm.block_unshuffle(y, k, m)
+
+
+def block_shuffle_(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
+    """In-place :func:`block_shuffle` (per-tile staging, no full-size temporary); returns ``x``.
+    x must not require grad."""
+    k, m = _key_and_block_size("block_shuffle_", x, key, block_size)
+    torch.ops.featperm.block_shuffle_(x, k, m)
+    return x
+
+
+def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
+    """In-place :func:`block_unshuffle`; returns ``y``. y must not require grad."""
+    k, m = _key_and_block_size("block_unshuffle_", y, key, block_size)
+    torch.ops.featperm.block_unshuffle_(y, k, m)
+    return y
+
+
+# -- blocks as vectors (for elementwise block transforms such as featperm.transforms) -----------
+
+def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order."""
+    n, c, h, w = x.shape
+    m = int(block_size)
+    if h % m or w % m:
+        raise ValueError(f"to_blocks: block_size {m} must divide H={h} and W={w}")
+    return (x.reshape(n, c, h // m, m, w // m, m)
+            .permute(0, 2, 4, 3, 5, 1)  # n, block row, block column, r, c, ch
+            .reshape(n, h // m, w // m, m * m * c))
+
+
+def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.Tensor:
+    """Inverse of :func:`to_blocks`."""
+    n, hb, wb, _ = blocks.shape
+    m, c = int(block_size), int(channels)
+    return (blocks.reshape(n, hb, wb, m, m, c)
+            .permute(0, 5, 1, 3, 2, 4)  # n, ch, block row, r, block column, c
+            .reshape(n, c, hb * m, wb * m))
+
+
+# -- registration for torch.compile / torch.export and autograd ---------------------------------
+
+def _check_shapes_fake(op: str, x: torch.Tensor, key: torch.Tensor, block_size: int) -> None:
+    # The shape checks of the C++ op, so that tracing fails as eagerly running would.
+    torch._check(x.dim() == 4, lambda: f"{op}: x must have shape (N, C, H, W), got {x.dim()} dimensions")
+    torch._check(block_size >= 1, lambda: f"{op}: block_size must be >= 1, got {block_size}")
+    torch._check(x.shape[2] % block_size == 0 and x.shape[3] % block_size == 0,
+                 lambda: f"{op}: block_size {block_size} must divide the height and width of x")
+    torch._check(key.dim() == 1 and key.shape[0] == x.shape[1] * block_size * block_size,
+                 lambda: f"{op}: key must have shape (C*M*M,)")
+
+
+def _fake_out_of_place(op):
+    def fake(x: torch.Tensor, key: torch.Tensor, block_size: int) -> torch.Tensor:
+        _check_shapes_fake(op, x, key, block_size)
+        return torch.empty_like(x)  # the real kernel's at::empty_like(x): same strides
+    return fake
+
+
+def _fake_in_place(op):
+    def fake(x: torch.Tensor, key: torch.Tensor, block_size: int) -> None:
+        _check_shapes_fake(op, x, key, block_size)
+        return None
+    return fake
+
+
+for _op in ("block_shuffle", "block_unshuffle"):
+    torch.library.register_fake(f"featperm::{_op}")(_fake_out_of_place(_op))
+for _op in ("block_shuffle_", "block_unshuffle_"):
+    torch.library.register_fake(f"featperm::{_op}")(_fake_in_place(_op))
+
+
+def _setup_context(ctx, inputs, output):
+    _, key, block_size = inputs
+    ctx.key = key
+    ctx.block_size = block_size
+
+
+def _backward_through(other_op: str):
+    # The op is linear with a permutation matrix P; its gradient is P^T = the other direction.
+    def backward(ctx, grad):
+        return getattr(torch.ops.featperm, other_op)(grad, ctx.key, ctx.block_size), None, None
+    return backward
+
+
+torch.library.register_autograd("featperm::block_shuffle", _backward_through("block_unshuffle"),
+                                setup_context=_setup_context)
+torch.library.register_autograd("featperm::block_unshuffle", _backward_through("block_shuffle"),
+                                setup_context=_setup_context)
