@@ -37,6 +37,7 @@ from featperm import _library  # noqa: F401  (loads the compiled ops)
 
 __all__ = [
     "AuthenticationError",
+    "MalformedSealedError",
     "KEY_BYTES",
     "NONCE_BYTES",
     "TAG_BYTES",
@@ -65,6 +66,12 @@ BytesLike = Union[bytes, bytearray, memoryview, torch.Tensor]
 class AuthenticationError(ValueError):
     """The tag does not match: the ciphertext, tag, header, nonce, associated data or key is wrong
     (tampered with or corrupted). No plaintext is released."""
+
+
+class MalformedSealedError(AuthenticationError):
+    """A sealed container cannot even be parsed (bad magic, version, dtype code, or a length that
+    disagrees with its header). A subclass of :class:`AuthenticationError`: a container changed in
+    transit fails the same way whichever byte was hit."""
 
 
 def generate_key() -> bytes:
@@ -288,19 +295,19 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
 def _parse_sealed(sealed: BytesLike):
     buf = memoryview(sealed.numpy() if isinstance(sealed, torch.Tensor) else sealed).cast("B")
     if len(buf) < _FIXED_HEADER.size:
-        raise ValueError(f"open_sealed: {len(buf)} bytes is too short for a sealed tensor")
+        raise MalformedSealedError(f"open_sealed: {len(buf)} bytes is too short for a sealed tensor")
     magic, version, code, ndim, reserved = _FIXED_HEADER.unpack_from(buf, 0)
     if magic != _MAGIC:
-        raise ValueError(f"open_sealed: not a featperm sealed tensor (magic {bytes(magic)!r}, expected {_MAGIC!r})")
+        raise MalformedSealedError(f"open_sealed: not a featperm sealed tensor (magic {bytes(magic)!r}, expected {_MAGIC!r})")
     if version != _VERSION or reserved != 0:
-        raise ValueError(f"open_sealed: unsupported version {version} (this featperm reads {_VERSION})")
+        raise MalformedSealedError(f"open_sealed: unsupported version {version} (this featperm reads {_VERSION})")
     if code not in _CODE_DTYPES:
-        raise ValueError(f"open_sealed: unknown dtype code {code}")
+        raise MalformedSealedError(f"open_sealed: unknown dtype code {code}")
     if ndim > _MAX_NDIM:
-        raise ValueError(f"open_sealed: ndim {ndim} exceeds {_MAX_NDIM}")
+        raise MalformedSealedError(f"open_sealed: ndim {ndim} exceeds {_MAX_NDIM}")
     header_len = _FIXED_HEADER.size + 8 * ndim
     if len(buf) < header_len + NONCE_BYTES + TAG_BYTES:
-        raise ValueError("open_sealed: truncated container")
+        raise MalformedSealedError("open_sealed: truncated container")
     shape = struct.unpack_from(f"<{ndim}Q", buf, _FIXED_HEADER.size)
     dtype = _CODE_DTYPES[code]
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -309,7 +316,7 @@ def _parse_sealed(sealed: BytesLike):
         numel *= s
     n = numel * itemsize
     if len(buf) != header_len + NONCE_BYTES + n + TAG_BYTES:
-        raise ValueError(f"open_sealed: container holds {len(buf)} bytes but its header describes "
+        raise MalformedSealedError(f"open_sealed: container holds {len(buf)} bytes but its header describes "
                          f"{header_len + NONCE_BYTES + n + TAG_BYTES} (shape {tuple(shape)}, {dtype})")
     return buf, header_len, dtype, tuple(shape), n
 
@@ -418,15 +425,16 @@ class Sealer:
 
     def __init__(self, key: Optional[BytesLike] = None, *, sender_id: Optional[bytes] = None,
                  limit: int = 2**64):
-        self._key = generate_key() if key is None else \
-            _host_bytes_tensor(key if not isinstance(key, torch.Tensor) else key.cpu(), "key", KEY_BYTES).clone()
+        self._key = generate_key() if key is None else _as_bytes(key, "key")
+        if len(self._key) != KEY_BYTES:
+            raise ValueError(f"Sealer: key must be exactly {KEY_BYTES} bytes, got {len(self._key)}")
         self.nonces = NonceSequence(sender_id, limit=limit)
         self._explicit = set()
         self._lock = threading.Lock()
 
     def key(self) -> bytes:
         """The key material, explicitly."""
-        return self._key.numpy().tobytes()
+        return self._key
 
     def _claim(self, nonce: Optional[BytesLike]) -> bytes:
         if nonce is None:
