@@ -88,9 +88,8 @@ def _host_bytes_tensor(value: BytesLike, name: str, length: Optional[int] = None
             raise TypeError(f"{name} must be bytes or a uint8 tensor, got a {value.dtype} tensor")
         t = value.detach().reshape(-1)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        t = torch.tensor(list(raw), dtype=torch.uint8) if len(raw) <= 64 else \
-            torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        raw = bytearray(value)  # a private, writable copy for torch.frombuffer
+        t = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
     else:
         raise TypeError(f"{name} must be bytes-like or a uint8 tensor, got {type(value).__name__}")
     if length is not None and t.numel() != length:

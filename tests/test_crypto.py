@@ -20,7 +20,7 @@ from featperm import crypto
 from featperm import reference as ref
 from featperm.crypto import AuthenticationError
 
-from conftest import devices, needs_cuda
+from tests.conftest import devices, needs_cuda
 
 
 def h(text: str) -> bytes:
@@ -351,6 +351,25 @@ def test_poly1305_all_ones_limbs_large_message():
     for n in (16 * 1000, 16 * 1000 + 15):
         message = b"\xff" * n
         assert tensor_bytes(torch.ops.featperm.poly1305_mac(u8(message), u8(key))) == ref.poly1305_reference(message, key)
+
+
+@pytest.mark.parametrize("length", [2 * 16384 * 16, 3 * 16384 * 16 + 5, 5 * 16384 * 16 - 16 * 7 + 9])
+def test_poly1305_threaded_chunks_match_reference(length):
+    # Messages of two or more 256 KiB chunks take the multi-threaded path (chunks joined with
+    # powers of r); the result must not depend on the number of threads.
+    message, key = os.urandom(length), os.urandom(32)
+    expected = ref.poly1305_reference(message, key)
+    aad = os.urandom(13)
+    expected_aead = ref.poly1305_reference(ref.chacha20_poly1305_mac_data(aad, message), key)
+    before = torch.get_num_threads()
+    try:
+        for threads in sorted({1, 2, max(2, before)}):
+            torch.set_num_threads(threads)
+            assert tensor_bytes(torch.ops.featperm.poly1305_mac(u8(message), u8(key))) == expected
+            got = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), u8(message), u8(key))
+            assert tensor_bytes(got) == expected_aead
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- counter limits ----------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 //  - chacha20_xor: at::parallel_for over runs of 64-byte blocks; each run uses the AVX-512 kernel
 //    (16 blocks per step, chacha20_avx512.cpp) when cpu::active_isa() allows, otherwise the
 //    portable one-block-at-a-time kernel below. Both run ops/common/chacha20.h's block function.
-//  - poly1305_mac, chacha20_poly1305_tag: one pass of Poly1305 (poly1305.h) on the calling thread;
-//    the AEAD tag streams aad, ciphertext, paddings and lengths without concatenating them.
+//  - poly1305_mac, chacha20_poly1305_tag: Poly1305 (poly1305.h). Long messages are split into
+//    chunks evaluated on all threads and joined with powers of r; the AEAD tag streams aad,
+//    ciphertext, paddings and lengths without concatenating them.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <cstring>
+#include <vector>
 
 #include "ops/chacha20.h"
 #include "ops/common/chacha20.h"
@@ -66,13 +68,45 @@ at::Tensor chacha20_xor_cpu(const at::Tensor& data, const at::Tensor& key, const
   return out;
 }
 
+// Poly1305 chunk for threads: 256 KiB of 16-byte blocks.
+constexpr size_t kPolyChunkBlocks = 16384;
+
+// mac.update(m, bytes), with the whole blocks spread over threads. Poly1305 is the polynomial
+// sum of block_i * r^(n-i+1): each chunk is evaluated from zero on its own, and the chunks are
+// joined in order by h = h * r^(chunk blocks) + chunk, which is exact (no approximation).
+void poly1305_update_parallel(cpu::Poly1305& mac, const uint8_t* m, size_t bytes) {
+  const size_t blocks = bytes / cpu::Poly1305::kBlockBytes;
+  if (!mac.block_aligned() || blocks < 2 * kPolyChunkBlocks || at::get_num_threads() == 1) {
+    if (bytes > 0) mac.update(m, bytes);
+    return;
+  }
+  const int64_t chunks = static_cast<int64_t>((blocks + kPolyChunkBlocks - 1) / kPolyChunkBlocks);
+  auto chunk_blocks = [&](int64_t c) {
+    return std::min(kPolyChunkBlocks, blocks - static_cast<size_t>(c) * kPolyChunkBlocks);
+  };
+  std::vector<cpu::Poly1305::Limbs> partial(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      partial[c] = mac.absorb_from_zero(m + static_cast<size_t>(c) * kPolyChunkBlocks * cpu::Poly1305::kBlockBytes,
+                                        chunk_blocks(c) * cpu::Poly1305::kBlockBytes);
+    }
+  });
+  const cpu::Poly1305::Limbs r_to_chunk = mac.r_power(kPolyChunkBlocks);
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t n = chunk_blocks(c);
+    mac.append_chunk(partial[c], n == kPolyChunkBlocks ? r_to_chunk : mac.r_power(n));
+  }
+  const size_t done = blocks * cpu::Poly1305::kBlockBytes;
+  if (bytes > done) mac.update(m + done, bytes - done);
+}
+
 at::Tensor tag_tensor(const at::Tensor& like) { return at::empty({cpu::Poly1305::kTagBytes}, like.options()); }
 
 at::Tensor poly1305_mac_cpu(const at::Tensor& message, const at::Tensor& key) {
   const at::Tensor m = checked_host_bytes("poly1305_mac", "message", message, -1);
   const at::Tensor k = checked_host_bytes("poly1305_mac", "key", key, cpu::Poly1305::kKeyBytes);
   cpu::Poly1305 mac(k.const_data_ptr<uint8_t>());
-  if (m.numel() > 0) mac.update(m.const_data_ptr<uint8_t>(), static_cast<size_t>(m.numel()));
+  poly1305_update_parallel(mac, m.const_data_ptr<uint8_t>(), static_cast<size_t>(m.numel()));
   at::Tensor tag = tag_tensor(k);
   mac.finish(tag.data_ptr<uint8_t>());
   return tag;
@@ -87,7 +121,7 @@ at::Tensor chacha20_poly1305_tag_cpu(const at::Tensor& aad, const at::Tensor& ci
   cpu::Poly1305 mac(k.const_data_ptr<uint8_t>());
   if (a.numel() > 0) mac.update(a.const_data_ptr<uint8_t>(), static_cast<size_t>(a.numel()));
   mac.pad_to_block();
-  if (c.numel() > 0) mac.update(c.const_data_ptr<uint8_t>(), static_cast<size_t>(c.numel()));
+  poly1305_update_parallel(mac, c.const_data_ptr<uint8_t>(), static_cast<size_t>(c.numel()));
   mac.pad_to_block();
   uint8_t lengths[16];
   const uint64_t aad_bytes = static_cast<uint64_t>(a.numel()), ct_bytes = static_cast<uint64_t>(c.numel());

@@ -7,10 +7,16 @@
 #include <cstdint>
 #include <cstring>
 
+#include <array>
+
 namespace featperm::cpu {
 
 class Poly1305 {
  public:
+  // A number mod 2^130-5 in limbs of 44, 44 and 42 bits (bits 0, 44 and 88), partially reduced:
+  // each limb may exceed its width by a few bits.
+  using Limbs = std::array<uint64_t, 3>;
+
   static constexpr int kBlockBytes = 16;
   static constexpr int kKeyBytes = 32;
   static constexpr int kTagBytes = 16;
@@ -21,9 +27,6 @@ class Poly1305 {
     r_[0] = t0 & 0xffc0fffffffULL;
     r_[1] = ((t0 >> 44) | (t1 << 20)) & 0xfffffc0ffffULL;
     r_[2] = (t1 >> 24) & 0x00ffffffc0fULL;
-    // 2^132 = 4 * 2^130 = 4 * 5 (mod p): limb products that overflow 2^130 fold back times 20.
-    s_[0] = r_[1] * 20;
-    s_[1] = r_[2] * 20;
     pad_[0] = load_le64(key + 16);
     pad_[1] = load_le64(key + 24);
   }
@@ -55,6 +58,53 @@ class Poly1305 {
     std::memset(buffer_ + buffered_, 0, kBlockBytes - buffered_);
     blocks(buffer_, kBlockBytes, kHiBit);
     buffered_ = 0;
+  }
+
+  // a * b mod 2^130-5, partially reduced. The limb products are below 2^96, so three of them
+  // sum without overflow in unsigned __int128.
+  static Limbs multiply(const Limbs& a, const Limbs& b) {
+    using u128 = unsigned __int128;
+    // 2^132 = 4 * 2^130 = 4 * 5 (mod p): limb products at or above 2^132 fold back times 20.
+    const uint64_t b1_20 = b[1] * 20, b2_20 = b[2] * 20;
+    const u128 d0 = u128{a[0]} * b[0] + u128{a[1]} * b2_20 + u128{a[2]} * b1_20;
+    u128 d1 = u128{a[0]} * b[1] + u128{a[1]} * b[0] + u128{a[2]} * b2_20;
+    u128 d2 = u128{a[0]} * b[2] + u128{a[1]} * b[1] + u128{a[2]} * b[0];
+    Limbs h;
+    uint64_t c = static_cast<uint64_t>(d0 >> 44); h[0] = static_cast<uint64_t>(d0) & kMask44;
+    d1 += c; c = static_cast<uint64_t>(d1 >> 44); h[1] = static_cast<uint64_t>(d1) & kMask44;
+    d2 += c; c = static_cast<uint64_t>(d2 >> 42); h[2] = static_cast<uint64_t>(d2) & kMask42;
+    h[0] += c * 5; c = h[0] >> 44; h[0] &= kMask44;
+    h[1] += c;
+    return h;
+  }
+
+  // r^k (k >= 1) by square-and-multiply; k is a public length, not secret.
+  Limbs r_power(uint64_t k) const {
+    Limbs result = r_, base = r_;
+    for (--k; k > 0; k >>= 1) {
+      if (k & 1) result = multiply(result, base);
+      base = multiply(base, base);
+    }
+    return result;
+  }
+
+  // The contribution of whole 16-byte blocks processed from a zero accumulator: what update()
+  // would add if the accumulator were 0 (sum of block_i * r^(n-i+1)). Independent of the
+  // running state, so chunks of a message can be absorbed on different threads.
+  Limbs absorb_from_zero(const uint8_t* m, size_t bytes) const {
+    Limbs h = {0, 0, 0};
+    absorb(h, m, bytes, kHiBit);
+    return h;
+  }
+
+  bool block_aligned() const { return buffered_ == 0; }
+
+  // After chunks absorbed elsewhere: h = h * r^blocks + chunk, exactly what update() over the
+  // chunk's `blocks` whole blocks would have produced. Requires block_aligned().
+  void append_chunk(const Limbs& chunk, const Limbs& r_to_blocks) {
+    Limbs h = multiply(h_, r_to_blocks);
+    for (int i = 0; i < 3; ++i) h[i] += chunk[i];
+    h_ = h;
   }
 
   void finish(uint8_t* tag) {
@@ -103,31 +153,21 @@ class Poly1305 {
   }
 
   // h = (h + block + hibit) * r mod 2^130-5 (partially reduced) for each 16-byte block.
-  void blocks(const uint8_t* m, size_t bytes, uint64_t hibit) {
-    using u128 = unsigned __int128;
-    const uint64_t r0 = r_[0], r1 = r_[1], r2 = r_[2], s1 = s_[0], s2 = s_[1];
-    uint64_t h0 = h_[0], h1 = h_[1], h2 = h_[2];
+  void blocks(const uint8_t* m, size_t bytes, uint64_t hibit) { absorb(h_, m, bytes, hibit); }
+
+  void absorb(Limbs& h, const uint8_t* m, size_t bytes, uint64_t hibit) const {
     for (; bytes >= kBlockBytes; bytes -= kBlockBytes, m += kBlockBytes) {
       const uint64_t t0 = load_le64(m), t1 = load_le64(m + 8);
-      h0 += t0 & kMask44;
-      h1 += ((t0 >> 44) | (t1 << 20)) & kMask44;
-      h2 += ((t1 >> 24) & kMask42) | hibit;
-      const u128 d0 = u128{h0} * r0 + u128{h1} * s2 + u128{h2} * s1;
-      u128 d1 = u128{h0} * r1 + u128{h1} * r0 + u128{h2} * s2;
-      u128 d2 = u128{h0} * r2 + u128{h1} * r1 + u128{h2} * r0;
-      uint64_t c = static_cast<uint64_t>(d0 >> 44); h0 = static_cast<uint64_t>(d0) & kMask44;
-      d1 += c; c = static_cast<uint64_t>(d1 >> 44); h1 = static_cast<uint64_t>(d1) & kMask44;
-      d2 += c; c = static_cast<uint64_t>(d2 >> 42); h2 = static_cast<uint64_t>(d2) & kMask42;
-      h0 += c * 5; c = h0 >> 44; h0 &= kMask44;
-      h1 += c;
+      h[0] += t0 & kMask44;
+      h[1] += ((t0 >> 44) | (t1 << 20)) & kMask44;
+      h[2] += ((t1 >> 24) & kMask42) | hibit;
+      h = multiply(h, r_);
     }
-    h_[0] = h0; h_[1] = h1; h_[2] = h2;
   }
 
-  uint64_t r_[3];
-  uint64_t s_[2];
+  Limbs r_;
   uint64_t pad_[2];
-  uint64_t h_[3] = {0, 0, 0};
+  Limbs h_ = {0, 0, 0};
   uint8_t buffer_[kBlockBytes];
   size_t buffered_ = 0;
 };
