@@ -136,9 +136,11 @@ def _tag_bytes(tag: BytesLike) -> bytes:
     return tag
 
 
-def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Poly1305 key: the first 32 bytes of keystream block 0 (RFC 8439 section 2.6), on the host."""
-    zeros = torch.zeros(32, dtype=torch.uint8, device=device)
+def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
+    """Poly1305 key: the first 32 bytes of keystream block 0 (RFC 8439 section 2.6), on the host.
+
+    Computed where the key is: a host key needs no GPU launch or synchronisation for it."""
+    zeros = torch.zeros(32, dtype=torch.uint8, device=key_t.device)
     return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
 
 
@@ -171,7 +173,7 @@ def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
     key_t, nonce_t = _key_tensor(key, data.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(aad, "aad")
     ciphertext = torch.ops.featperm.chacha20_xor(data.detach(), key_t, nonce_t, 1)
-    tag = _tag(aad_t, ciphertext.cpu(), _one_time_key(key_t, nonce_t, data.device))
+    tag = _tag(aad_t, ciphertext.cpu(), _one_time_key(key_t, nonce_t))
     return ciphertext, tag
 
 
@@ -189,7 +191,7 @@ def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce
     expected = _tag_bytes(tag)
     key_t, nonce_t = _key_tensor(key, ciphertext.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(aad, "aad")
-    computed = _tag(aad_t, ciphertext.detach().cpu(), _one_time_key(key_t, nonce_t, ciphertext.device))
+    computed = _tag(aad_t, ciphertext.detach().cpu(), _one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, expected):
         raise AuthenticationError("aead_decrypt: authentication failed (wrong key, nonce or associated "
                                   "data, or the ciphertext or tag was modified)")
@@ -275,7 +277,7 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
     ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)
-    otk = _one_time_key(key_t, nonce_t, tensor.device)
+    otk = _one_time_key(key_t, nonce_t)
 
     # The container is allocated once; the ciphertext is copied from the device straight into it
     # and authenticated in place.
@@ -346,7 +348,7 @@ def open_sealed(sealed: BytesLike, key: BytesLike, aad: BytesLike = b"",
     tag = buf[header_len + NONCE_BYTES + n:].tobytes()
     key_t = _key_tensor(key, device)
     aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
-    computed = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t, device))
+    computed = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, tag):
         raise AuthenticationError("open_sealed: authentication failed (wrong key or aad, or the sealed "
                                   "bytes were modified); nothing was decrypted")
