@@ -27,6 +27,11 @@ class Poly1305 {
     r_[0] = t0 & 0xffc0fffffffULL;
     r_[1] = ((t0 >> 44) | (t1 << 20)) & 0xfffffc0ffffULL;
     r_[2] = (t1 >> 24) & 0x00ffffffc0fULL;
+    Limbs power = r_;
+    for (int i = 0; i < 4; ++i) {
+      if (i > 0) power = multiply(power, r_);
+      r_powers_[i] = Factor(power);
+    }
     pad_[0] = load_le64(key + 16);
     pad_[1] = load_le64(key + 24);
   }
@@ -60,22 +65,12 @@ class Poly1305 {
     buffered_ = 0;
   }
 
-  // a * b mod 2^130-5, partially reduced. The limb products are below 2^96, so three of them
+  // a * b mod 2^130-5, partially reduced. Limb products stay below 2^97 and a dozen of them
   // sum without overflow in unsigned __int128.
   static Limbs multiply(const Limbs& a, const Limbs& b) {
-    using u128 = unsigned __int128;
-    // 2^132 = 4 * 2^130 = 4 * 5 (mod p): limb products at or above 2^132 fold back times 20.
-    const uint64_t b1_20 = b[1] * 20, b2_20 = b[2] * 20;
-    const u128 d0 = u128{a[0]} * b[0] + u128{a[1]} * b2_20 + u128{a[2]} * b1_20;
-    u128 d1 = u128{a[0]} * b[1] + u128{a[1]} * b[0] + u128{a[2]} * b2_20;
-    u128 d2 = u128{a[0]} * b[2] + u128{a[1]} * b[1] + u128{a[2]} * b[0];
-    Limbs h;
-    uint64_t c = static_cast<uint64_t>(d0 >> 44); h[0] = static_cast<uint64_t>(d0) & kMask44;
-    d1 += c; c = static_cast<uint64_t>(d1 >> 44); h[1] = static_cast<uint64_t>(d1) & kMask44;
-    d2 += c; c = static_cast<uint64_t>(d2 >> 42); h[2] = static_cast<uint64_t>(d2) & kMask42;
-    h[0] += c * 5; c = h[0] >> 44; h[0] &= kMask44;
-    h[1] += c;
-    return h;
+    u128 d[3] = {0, 0, 0};
+    multiply_add(a, Factor(b), d);
+    return carry(d);
   }
 
   // r^k (k >= 1) by square-and-multiply; k is a public length, not secret.
@@ -155,17 +150,64 @@ class Poly1305 {
   // h = (h + block + hibit) * r mod 2^130-5 (partially reduced) for each 16-byte block.
   void blocks(const uint8_t* m, size_t bytes, uint64_t hibit) { absorb(h_, m, bytes, hibit); }
 
+  // Four blocks at a time: h' = (h + m1) r^4 + m2 r^3 + m3 r^2 + m4 r, one reduction for all
+  // four. The products are independent, so they overlap instead of waiting on each other.
   void absorb(Limbs& h, const uint8_t* m, size_t bytes, uint64_t hibit) const {
+    for (; bytes >= 4 * kBlockBytes; bytes -= 4 * kBlockBytes, m += 4 * kBlockBytes) {
+      u128 d[3] = {0, 0, 0};
+      for (int k = 0; k < 4; ++k) {
+        Limbs a = block_limbs(m + k * kBlockBytes, hibit);
+        if (k == 0) {
+          for (int i = 0; i < 3; ++i) a[i] += h[i];
+        }
+        multiply_add(a, r_powers_[3 - k], d);
+      }
+      h = carry(d);
+    }
     for (; bytes >= kBlockBytes; bytes -= kBlockBytes, m += kBlockBytes) {
-      const uint64_t t0 = load_le64(m), t1 = load_le64(m + 8);
-      h[0] += t0 & kMask44;
-      h[1] += ((t0 >> 44) | (t1 << 20)) & kMask44;
-      h[2] += ((t1 >> 24) & kMask42) | hibit;
-      h = multiply(h, r_);
+      const Limbs a = block_limbs(m, hibit);
+      for (int i = 0; i < 3; ++i) h[i] += a[i];
+      u128 d[3] = {0, 0, 0};
+      multiply_add(h, r_powers_[0], d);
+      h = carry(d);
     }
   }
 
+  using u128 = unsigned __int128;
+
+  // A multiplier with its two high limbs pre-multiplied by 20: 2^132 = 4 * 2^130 = 4 * 5 (mod p),
+  // so limb products at or above 2^132 fold back times 20.
+  struct Factor {
+    Factor() = default;
+    explicit Factor(const Limbs& b) : l(b), l1_20(b[1] * 20), l2_20(b[2] * 20) {}
+    Limbs l;
+    uint64_t l1_20, l2_20;
+  };
+
+  static void multiply_add(const Limbs& a, const Factor& b, u128 (&d)[3]) {
+    d[0] += u128{a[0]} * b.l[0] + u128{a[1]} * b.l2_20 + u128{a[2]} * b.l1_20;
+    d[1] += u128{a[0]} * b.l[1] + u128{a[1]} * b.l[0] + u128{a[2]} * b.l2_20;
+    d[2] += u128{a[0]} * b.l[2] + u128{a[1]} * b.l[1] + u128{a[2]} * b.l[0];
+  }
+
+  static Limbs carry(const u128 (&d)[3]) {
+    Limbs h;
+    u128 d1 = d[1], d2 = d[2];
+    uint64_t c = static_cast<uint64_t>(d[0] >> 44); h[0] = static_cast<uint64_t>(d[0]) & kMask44;
+    d1 += c; c = static_cast<uint64_t>(d1 >> 44); h[1] = static_cast<uint64_t>(d1) & kMask44;
+    d2 += c; c = static_cast<uint64_t>(d2 >> 42); h[2] = static_cast<uint64_t>(d2) & kMask42;
+    h[0] += c * 5; c = h[0] >> 44; h[0] &= kMask44;
+    h[1] += c;
+    return h;
+  }
+
+  static Limbs block_limbs(const uint8_t* m, uint64_t hibit) {
+    const uint64_t t0 = load_le64(m), t1 = load_le64(m + 8);
+    return {t0 & kMask44, ((t0 >> 44) | (t1 << 20)) & kMask44, ((t1 >> 24) & kMask42) | hibit};
+  }
+
   Limbs r_;
+  Factor r_powers_[4];  // r, r^2, r^3, r^4
   uint64_t pad_[2];
   Limbs h_ = {0, 0, 0};
   uint8_t buffer_[kBlockBytes];
