@@ -18,7 +18,6 @@ namespace featperm::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerMultiprocessor = 8;  // 2048 resident threads per SM on sm_80 / sm_90
 
 struct KeyMaterial {
   uint32_t key_words[chacha20::kKeyWords];
@@ -82,16 +81,36 @@ __global__ void __launch_bounds__(kThreads) chacha20_xor_kernel(const uint8_t* _
   }
 }
 
-int multiprocessors(int device) {
-  static int cached[64] = {0};
-  if (device >= 0 && device < 64 && cached[device] > 0) return cached[device];
-  int count = 0;
-  if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || count <= 0) {
-    cudaGetLastError();  // clear it: the launch below reports any real problem
-    count = 1;
+// How many blocks of the kernel the device holds at once (multiprocessors x resident blocks per
+// multiprocessor), cached per device and variant. Host-side queries only: safe in graph capture.
+template <bool Aligned>
+cudaError_t resident_blocks(int device, int64_t* blocks) {
+  static int64_t cached[64] = {0};
+  if (device >= 0 && device < 64 && cached[device] > 0) {
+    *blocks = cached[device];
+    return cudaSuccess;
   }
-  if (device >= 0 && device < 64) cached[device] = count;
-  return count;
+  int multiprocessors = 0, per_multiprocessor = 0;
+  cudaError_t err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device);
+  if (err != cudaSuccess) return err;
+  err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, chacha20_xor_kernel<Aligned>, kThreads, 0);
+  if (err != cudaSuccess) return err;
+  *blocks = int64_t{std::max(multiprocessors, 1)} * std::max(per_multiprocessor, 1);
+  if (device >= 0 && device < 64) cached[device] = *blocks;
+  return cudaSuccess;
+}
+
+template <bool Aligned>
+cudaError_t launch(const ChaCha20Launch& a, const KeyMaterial& material) {
+  int64_t resident = 1;
+  const cudaError_t err = resident_blocks<Aligned>(a.device, &resident);
+  if (err != cudaSuccess) return err;
+  // Enough blocks for one 64-byte block per thread, capped at what the device holds at once: the
+  // grid-stride loop covers the rest without a tail of half-empty waves.
+  const int64_t blocks = (a.bytes + chacha20::kBlockBytes - 1) / chacha20::kBlockBytes;
+  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>((blocks + kThreads - 1) / kThreads, resident));
+  chacha20_xor_kernel<Aligned><<<static_cast<unsigned>(grid), kThreads, 0, a.stream>>>(a.src, a.dst, a.bytes, material);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -104,16 +123,8 @@ cudaError_t launch_chacha20_xor(const ChaCha20Launch& a) {
   material.key_device = a.key_device;
   material.nonce_device = a.nonce_device;
 
-  const int64_t blocks = (a.bytes + chacha20::kBlockBytes - 1) / chacha20::kBlockBytes;
-  const int64_t grid = std::max<int64_t>(1, std::min<int64_t>((blocks + kThreads - 1) / kThreads,
-                                                              int64_t{multiprocessors(a.device)} * kBlocksPerMultiprocessor));
   const bool aligned = ((reinterpret_cast<uintptr_t>(a.src) | reinterpret_cast<uintptr_t>(a.dst)) & 15) == 0;
-  if (aligned) {
-    chacha20_xor_kernel<true><<<static_cast<unsigned>(grid), kThreads, 0, a.stream>>>(a.src, a.dst, a.bytes, material);
-  } else {
-    chacha20_xor_kernel<false><<<static_cast<unsigned>(grid), kThreads, 0, a.stream>>>(a.src, a.dst, a.bytes, material);
-  }
-  return cudaGetLastError();
+  return aligned ? launch<true>(a, material) : launch<false>(a, material);
 }
 
 }  // namespace featperm::cuda
