@@ -1,0 +1,92 @@
+#include "ops/chacha20.h"
+
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <utility>
+
+namespace featperm::ops {
+namespace {
+
+constexpr const char* kOp = "chacha20_xor";
+
+void check_byte_tensor(const char* op, const char* name, const at::Tensor& t, int64_t bytes) {
+  TORCH_CHECK(t.scalar_type() == at::kByte, op, ": ", name, " must be a uint8 tensor, got dtype ",
+              t.scalar_type());
+  if (bytes >= 0) {
+    TORCH_CHECK(t.numel() == bytes, op, ": ", name, " must hold exactly ", bytes, " bytes, got ",
+                t.numel(), " (shape ", t.sizes(), ")");
+  }
+}
+
+// Little-endian 32-bit words of a host byte tensor (RFC 8439 reads key and nonce this way).
+void read_le_words(const at::Tensor& bytes, uint32_t* words, int count) {
+  const uint8_t* p = bytes.const_data_ptr<uint8_t>();
+  for (int i = 0; i < count; ++i) {
+    words[i] = uint32_t{p[4 * i]} | (uint32_t{p[4 * i + 1]} << 8) | (uint32_t{p[4 * i + 2]} << 16) |
+               (uint32_t{p[4 * i + 3]} << 24);
+  }
+}
+
+}  // namespace
+
+at::Tensor checked_host_bytes(const char* op, const char* name, const at::Tensor& t, int64_t bytes) {
+  check_byte_tensor(op, name, t, bytes);
+  TORCH_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor, got device ", t.device());
+  return t.contiguous();
+}
+
+at::Tensor prepare_chacha20_xor(const at::Tensor& data, const at::Tensor& key, const at::Tensor& nonce,
+                                int64_t counter, ChaCha20Job& job) {
+  check_byte_tensor(kOp, "data", data, -1);
+  check_byte_tensor(kOp, "key", key, 4 * chacha20::kKeyWords);
+  check_byte_tensor(kOp, "nonce", nonce, 4 * chacha20::kNonceWords);
+  TORCH_CHECK(counter >= 0 && static_cast<uint64_t>(counter) < chacha20::kCounterLimit, kOp,
+              ": counter must be in [0, 2^32-1] (RFC 8439's 32-bit block counter), got ", counter);
+  const int64_t bytes = data.numel();
+  const uint64_t blocks = (static_cast<uint64_t>(bytes) + chacha20::kBlockBytes - 1) / chacha20::kBlockBytes;
+  TORCH_CHECK(static_cast<uint64_t>(counter) + blocks <= chacha20::kCounterLimit, kOp, ": data has ",
+              bytes, " bytes (", blocks, " blocks of 64) but counter ", counter, " leaves only ",
+              chacha20::kCounterLimit - static_cast<uint64_t>(counter), " blocks before the 32-bit "
+              "block counter would wrap, which would repeat keystream; RFC 8439 limits one (key, "
+              "nonce) to 2^32 blocks (256 GiB). Split the data under different nonces");
+
+  job = ChaCha20Job{};
+  job.counter = static_cast<uint32_t>(counter);
+  job.bytes = bytes;
+  for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"key", &key}, {"nonce", &nonce}}) {
+    TORCH_CHECK(t->is_cpu() || t->device() == data.device(), kOp, ": ", name, " is on ", t->device(),
+                " but data is on ", data.device(), "; expected the CPU or data's device");
+  }
+  job.key_holder = key.contiguous();
+  job.nonce_holder = nonce.contiguous();
+  if (key.is_cpu()) {
+    read_le_words(job.key_holder, job.key_words, chacha20::kKeyWords);
+  } else {
+    job.key_device = job.key_holder.const_data_ptr<uint8_t>();  // read by the kernel: no sync
+  }
+  if (nonce.is_cpu()) {
+    read_le_words(job.nonce_holder, job.nonce_words, chacha20::kNonceWords);
+  } else {
+    job.nonce_device = job.nonce_holder.const_data_ptr<uint8_t>();
+  }
+  job.src_holder = data.contiguous();
+  at::Tensor out = at::empty(data.sizes(), data.options().memory_format(at::MemoryFormat::Contiguous));
+  job.src = job.src_holder.const_data_ptr<uint8_t>();
+  job.dst = out.data_ptr<uint8_t>();
+  return out;
+}
+
+}  // namespace featperm::ops
+
+TORCH_LIBRARY_FRAGMENT(featperm, m) {
+  // XOR data (uint8, any shape) with the RFC 8439 ChaCha20 keystream of key (32 uint8), nonce
+  // (12 uint8) starting at block `counter`. key and nonce may be on the CPU (read on the host, no
+  // synchronisation) or on data's device. Returns a new contiguous uint8 tensor on data's device.
+  m.def("chacha20_xor(Tensor data, Tensor key, Tensor nonce, int counter) -> Tensor");
+  // Poly1305 (RFC 8439 section 2.5) of a CPU uint8 message under a 32-byte one-time key: 16 bytes.
+  m.def("poly1305_mac(Tensor message, Tensor key) -> Tensor");
+  // The ChaCha20-Poly1305 tag (RFC 8439 section 2.8): Poly1305 under one_time_key of
+  // aad | pad16 | ciphertext | pad16 | le64(len aad) | le64(len ciphertext), without building it.
+  m.def("chacha20_poly1305_tag(Tensor aad, Tensor ciphertext, Tensor one_time_key) -> Tensor");
+}

@@ -1,0 +1,506 @@
+"""Authenticated encryption of tensors: ChaCha20-Poly1305 (RFC 8439) computed where the tensor is.
+
+ShuffleBits alone is obfuscation. This module gives featperm a real authenticated cipher whose
+keystream is computed on the tensor's device (a CUDA kernel on the GPU, AVX-512 or portable C++
+on the CPU), so that only ciphertext leaves the GPU. Its output is plain RFC 8439
+AEAD_CHACHA20_POLY1305: any standard library decrypts it.
+
+Layers
+------
+* :func:`aead_encrypt` / :func:`aead_decrypt`: the AEAD on uint8 tensors (ciphertext, 16-byte tag).
+* :func:`seal` / :func:`open_sealed`: any tensor (dtype, shape, exact bytes) to a self-describing
+  container whose header is authenticated; see ``docs/crypto.md`` for the wire format.
+* :class:`Sealer`: holds a key and issues a fresh nonce for every message (:class:`NonceSequence`),
+  refusing to reuse one.
+* :func:`seal_shuffled` / :func:`open_shuffled`: ShuffleBits, then sealing (the cascade the
+  ShuffleBits paper suggests).
+
+Where the work happens: the ChaCha20 keystream XOR runs on the data's device; Poly1305 runs on
+the host over the ciphertext (never the plaintext). Sealing a CUDA tensor therefore moves only
+ciphertext to host memory, and :func:`open_sealed` with ``device="cuda"`` verifies the tag on the
+host and decrypts on the GPU, so the plaintext never exists in host memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import struct
+import sys
+import threading
+import warnings
+from typing import Optional, Tuple, Union
+
+import torch
+
+from featperm import _library  # noqa: F401  (loads the compiled ops)
+
+__all__ = [
+    "AuthenticationError",
+    "MalformedSealedError",
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "TAG_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "aead_encrypt",
+    "aead_decrypt",
+    "seal",
+    "open_sealed",
+    "sealed_header",
+    "NonceSequence",
+    "Sealer",
+    "seal_shuffled",
+    "open_shuffled",
+    "generate_key",
+]
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+# The AEAD encrypts with block counters 1 .. 2^32-1 (block 0 makes the Poly1305 key).
+MAX_MESSAGE_BYTES = (2**32 - 1) * 64
+
+BytesLike = Union[bytes, bytearray, memoryview, torch.Tensor]
+
+
+class AuthenticationError(ValueError):
+    """The tag does not match: the ciphertext, tag, header, nonce, associated data or key is wrong
+    (tampered with or corrupted). No plaintext is released."""
+
+
+class MalformedSealedError(AuthenticationError):
+    """A sealed container cannot even be parsed (bad magic, version, dtype code, or a length that
+    disagrees with its header). A subclass of :class:`AuthenticationError`: a container changed in
+    transit fails the same way whichever byte was hit."""
+
+
+def generate_key() -> bytes:
+    """A fresh 32-byte key from the operating system's CSPRNG."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+# -- argument handling ---------------------------------------------------------------------------
+
+def _host_bytes_tensor(value: BytesLike, name: str, length: Optional[int] = None) -> torch.Tensor:
+    """A CPU uint8 tensor of the bytes of ``value`` (bytes-like or uint8 tensor), length-checked."""
+    if isinstance(value, torch.Tensor):
+        if value.dtype != torch.uint8:
+            raise TypeError(f"{name} must be bytes or a uint8 tensor, got a {value.dtype} tensor")
+        t = value.detach().reshape(-1)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytearray(value)  # a private, writable copy for torch.frombuffer
+        t = torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+    else:
+        raise TypeError(f"{name} must be bytes-like or a uint8 tensor, got {type(value).__name__}")
+    if length is not None and t.numel() != length:
+        raise ValueError(f"{name} must be exactly {length} bytes, got {t.numel()}")
+    return t
+
+
+def _as_bytes(value: BytesLike, name: str) -> bytes:
+    if isinstance(value, torch.Tensor):
+        return _host_bytes_tensor(value.cpu(), name).numpy().tobytes()
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes-like or a uint8 tensor, got {type(value).__name__}")
+    return bytes(value)
+
+
+def _key_tensor(key: BytesLike, device: torch.device) -> torch.Tensor:
+    """The key as the ops take it: a host tensor (read on the host), or a uint8 tensor already on
+    the data's device (read by the kernel: no host synchronisation)."""
+    if isinstance(key, torch.Tensor) and key.device == device and key.device.type != "cpu":
+        if key.dtype != torch.uint8 or key.numel() != KEY_BYTES:
+            raise ValueError(f"key must be {KEY_BYTES} uint8 values, got {key.numel()} of {key.dtype}")
+        return key.detach().reshape(-1)
+    return _host_bytes_tensor(key if not isinstance(key, torch.Tensor) else key.cpu(), "key", KEY_BYTES)
+
+
+def _nonce_tensor(nonce: BytesLike) -> torch.Tensor:
+    return _host_bytes_tensor(nonce if not isinstance(nonce, torch.Tensor) else nonce.cpu(), "nonce", NONCE_BYTES)
+
+
+def _check_message_bytes(n: int) -> None:
+    if n > MAX_MESSAGE_BYTES:
+        raise ValueError(f"message of {n} bytes exceeds RFC 8439's limit of {MAX_MESSAGE_BYTES} bytes "
+                         "(2^32-1 blocks of 64) for one (key, nonce); split it under several nonces")
+
+
+def _tag_bytes(tag: BytesLike) -> bytes:
+    if isinstance(tag, torch.Tensor):
+        tag = tag.detach().cpu().reshape(-1).numpy().tobytes() if tag.dtype == torch.uint8 else None
+        if tag is None:
+            raise TypeError("tag must be bytes or a uint8 tensor")
+    tag = bytes(tag)
+    if len(tag) != TAG_BYTES:
+        raise ValueError(f"tag must be exactly {TAG_BYTES} bytes, got {len(tag)}")
+    return tag
+
+
+def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
+    """Poly1305 key: the first 32 bytes of keystream block 0 (RFC 8439 section 2.6), on the host.
+
+    Computed where the key is: a host key needs no GPU launch or synchronisation for it."""
+    zeros = torch.zeros(32, dtype=torch.uint8, device=key_t.device)
+    return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
+
+
+def _tag(aad_t: torch.Tensor, ciphertext_host: torch.Tensor, otk: torch.Tensor) -> bytes:
+    return torch.ops.featperm.chacha20_poly1305_tag(aad_t, ciphertext_host.reshape(-1), otk).numpy().tobytes()
+
+
+# -- the AEAD --------------------------------------------------------------------------------
+
+def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
+                 aad: BytesLike = b"") -> Tuple[torch.Tensor, bytes]:
+    """RFC 8439 AEAD_CHACHA20_POLY1305 encryption of a uint8 tensor.
+
+    Args:
+        data: uint8 tensor, any shape, CPU or CUDA.
+        key: 32 bytes (bytes-like, or a uint8 tensor; on data's CUDA device it is read there
+            without a host round trip).
+        nonce: 12 bytes; never use one twice with the same key (see :class:`Sealer`).
+        aad: associated data, authenticated but not encrypted.
+
+    Returns:
+        ``(ciphertext, tag)``: ciphertext is a contiguous uint8 tensor of data's shape on data's
+        device; tag is 16 bytes. ``ciphertext.flatten()`` bytes + tag equal what any RFC 8439
+        library returns for (key, nonce, data, aad).
+    """
+    if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8:
+        raise TypeError("aead_encrypt: data must be a uint8 tensor (use featperm.seal for tensors of "
+                        f"other dtypes), got {type(data).__name__ if not isinstance(data, torch.Tensor) else data.dtype}")
+    _check_message_bytes(data.numel())
+    key_t, nonce_t = _key_tensor(key, data.device), _nonce_tensor(nonce)
+    aad_t = _host_bytes_tensor(aad, "aad")
+    ciphertext = torch.ops.featperm.chacha20_xor(data.detach(), key_t, nonce_t, 1)
+    tag = _tag(aad_t, ciphertext.cpu(), _one_time_key(key_t, nonce_t))
+    return ciphertext, tag
+
+
+def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce: BytesLike,
+                 aad: BytesLike = b"") -> torch.Tensor:
+    """RFC 8439 AEAD_CHACHA20_POLY1305 decryption; the inverse of :func:`aead_encrypt`.
+
+    The tag is checked (in constant time) before any plaintext is computed; on mismatch
+    :class:`AuthenticationError` is raised. Returns a uint8 tensor of ciphertext's shape on
+    ciphertext's device.
+    """
+    if not isinstance(ciphertext, torch.Tensor) or ciphertext.dtype != torch.uint8:
+        raise TypeError("aead_decrypt: ciphertext must be a uint8 tensor")
+    _check_message_bytes(ciphertext.numel())
+    expected = _tag_bytes(tag)
+    key_t, nonce_t = _key_tensor(key, ciphertext.device), _nonce_tensor(nonce)
+    aad_t = _host_bytes_tensor(aad, "aad")
+    computed = _tag(aad_t, ciphertext.detach().cpu(), _one_time_key(key_t, nonce_t))
+    if not hmac.compare_digest(computed, expected):
+        raise AuthenticationError("aead_decrypt: authentication failed (wrong key, nonce or associated "
+                                  "data, or the ciphertext or tag was modified)")
+    return torch.ops.featperm.chacha20_xor(ciphertext.detach(), key_t, nonce_t, 1)
+
+
+# -- sealed tensors: wire format ---------------------------------------------------------------
+#
+#   offset          size      field
+#   0               4         magic b"FPSL"
+#   4               1         version (1)
+#   5               1         dtype code (_DTYPE_CODES)
+#   6               1         ndim (0..64)
+#   7               1         reserved, 0
+#   8               8*ndim    shape, uint64 little-endian each
+#   H = 8+8*ndim    12        nonce
+#   H+12            n         ciphertext, n = numel * itemsize: the tensor's bytes in C order,
+#                             little-endian elements
+#   H+12+n          16        tag
+#
+# AEAD inputs: key, nonce, plaintext = the tensor's bytes, associated data = bytes [0, H) (the
+# header) followed by the caller's aad (which is not stored).
+
+_MAGIC = b"FPSL"
+_VERSION = 1
+_MAX_NDIM = 64
+_FIXED_HEADER = struct.Struct("<4sBBBB")
+
+_DTYPE_NAMES = [  # code = index + 1; append only: codes are part of the wire format
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
+    "float64", "complex64", "complex128", "uint16", "uint32", "uint64", "float8_e4m3fn",
+    "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "complex32",
+]
+_DTYPE_CODES = {getattr(torch, n): i + 1 for i, n in enumerate(_DTYPE_NAMES) if hasattr(torch, n)}
+_CODE_DTYPES = {code: dtype for dtype, code in _DTYPE_CODES.items()}
+_SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _tensor_bytes(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of ``t`` in C order as a flat contiguous uint8 tensor (a view when t is
+    contiguous). Values are moved only as integers, so every bit pattern survives."""
+    if t.is_complex():
+        t = torch.view_as_real(t.resolve_conj())  # same bytes; last dim (re, im) has stride 1
+    if not t.is_contiguous():
+        t = t.view(_SAME_WIDTH_INT[t.element_size()]).contiguous()
+    return t.reshape(-1).view(torch.uint8)
+
+
+def sealed_header(dtype: torch.dtype, shape) -> bytes:
+    """The authenticated header for a tensor of ``dtype`` and ``shape`` (see the wire format)."""
+    try:
+        code = _DTYPE_CODES[dtype]
+    except KeyError:
+        raise ValueError(f"seal: dtype {dtype} has no wire code; supported: "
+                         f"{sorted(str(d) for d in _DTYPE_CODES)}") from None
+    shape = tuple(int(s) for s in shape)
+    if len(shape) > _MAX_NDIM:
+        raise ValueError(f"seal: tensors of at most {_MAX_NDIM} dimensions, got {len(shape)}")
+    return _FIXED_HEADER.pack(_MAGIC, _VERSION, code, len(shape), 0) + struct.pack(f"<{len(shape)}Q", *shape)
+
+
+def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b"") -> bytearray:
+    """Encrypt and authenticate a tensor of any dtype and shape into a self-describing container.
+
+    The tensor's bytes are taken exactly (non-contiguous tensors are gathered as raw bytes; no
+    value is converted). The keystream is computed on the tensor's device; only ciphertext is
+    copied to host memory. dtype and shape travel in a header that is authenticated as part of
+    the AEAD's associated data, together with ``aad`` (which is not stored: the opener must
+    supply it again).
+
+    Returns a ``bytearray`` in the wire format of ``docs/crypto.md``.
+    Never seal twice with one (key, nonce): use :class:`Sealer` to have nonces issued for you.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"seal: tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if sys.byteorder != "little":  # pragma: no cover - torch runs on little-endian hosts only
+        raise RuntimeError("seal: the wire format stores little-endian elements")
+    tensor = tensor.detach()
+    header = sealed_header(tensor.dtype, tensor.shape)
+    plain = _tensor_bytes(tensor)
+    n = plain.numel()
+    _check_message_bytes(n)
+    key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
+    aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
+    ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)
+    otk = _one_time_key(key_t, nonce_t)
+
+    # The container is allocated once; the ciphertext is copied from the device straight into it
+    # and authenticated in place.
+    body = len(header) + NONCE_BYTES
+    out = bytearray(body + n + TAG_BYTES)
+    out[:len(header)] = header
+    out[len(header):body] = nonce_t.numpy().tobytes()
+    view = torch.frombuffer(out, dtype=torch.uint8)
+    ct_host = view[body:body + n]
+    if n:
+        ct_host.copy_(ciphertext)
+    out[body + n:] = _tag(aad_t, ct_host, otk)
+    return out
+
+
+def _parse_sealed(sealed: BytesLike):
+    buf = memoryview(sealed.numpy() if isinstance(sealed, torch.Tensor) else sealed).cast("B")
+    if len(buf) < _FIXED_HEADER.size:
+        raise MalformedSealedError(f"open_sealed: {len(buf)} bytes is too short for a sealed tensor")
+    magic, version, code, ndim, reserved = _FIXED_HEADER.unpack_from(buf, 0)
+    if magic != _MAGIC:
+        raise MalformedSealedError(f"open_sealed: not a featperm sealed tensor (magic {bytes(magic)!r}, expected {_MAGIC!r})")
+    if version != _VERSION or reserved != 0:
+        raise MalformedSealedError(f"open_sealed: unsupported version {version} (this featperm reads {_VERSION})")
+    if code not in _CODE_DTYPES:
+        raise MalformedSealedError(f"open_sealed: unknown dtype code {code}")
+    if ndim > _MAX_NDIM:
+        raise MalformedSealedError(f"open_sealed: ndim {ndim} exceeds {_MAX_NDIM}")
+    header_len = _FIXED_HEADER.size + 8 * ndim
+    if len(buf) < header_len + NONCE_BYTES + TAG_BYTES:
+        raise MalformedSealedError("open_sealed: truncated container")
+    shape = struct.unpack_from(f"<{ndim}Q", buf, _FIXED_HEADER.size)
+    dtype = _CODE_DTYPES[code]
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    numel = 1
+    for s in shape:
+        numel *= s
+    n = numel * itemsize
+    if len(buf) != header_len + NONCE_BYTES + n + TAG_BYTES:
+        raise MalformedSealedError(f"open_sealed: container holds {len(buf)} bytes but its header describes "
+                         f"{header_len + NONCE_BYTES + n + TAG_BYTES} (shape {tuple(shape)}, {dtype})")
+    return buf, header_len, dtype, tuple(shape), n
+
+
+def open_sealed(sealed: BytesLike, key: BytesLike, aad: BytesLike = b"",
+                device: Union[torch.device, str, None] = None) -> torch.Tensor:
+    """Verify and decrypt a container made by :func:`seal`; returns the tensor, bit for bit.
+
+    Args:
+        sealed: the container (bytes-like, or a uint8 CPU tensor of it).
+        key: the 32-byte key.
+        aad: the associated data given to :func:`seal`.
+        device: where to decrypt and return the tensor (default CPU). With a CUDA device the
+            ciphertext is moved there and decrypted there: the plaintext never exists on the host.
+
+    Raises:
+        AuthenticationError: wrong key or aad, or any bit of the container was changed. Nothing
+            is decrypted before the tag has been verified.
+    """
+    buf, header_len, dtype, shape, n = _parse_sealed(sealed)
+    device = torch.device("cpu" if device is None else device)
+    with warnings.catch_warnings():  # read-only buffers (bytes) are fine: nothing writes to them
+        warnings.simplefilter("ignore", UserWarning)
+        whole = torch.frombuffer(buf, dtype=torch.uint8)
+    header = buf[:header_len].tobytes()
+    nonce_t = whole[header_len:header_len + NONCE_BYTES]
+    ct_host = whole[header_len + NONCE_BYTES:header_len + NONCE_BYTES + n]
+    tag = buf[header_len + NONCE_BYTES + n:].tobytes()
+    key_t = _key_tensor(key, device)
+    aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
+    computed = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t))
+    if not hmac.compare_digest(computed, tag):
+        raise AuthenticationError("open_sealed: authentication failed (wrong key or aad, or the sealed "
+                                  "bytes were modified); nothing was decrypted")
+    plain = torch.ops.featperm.chacha20_xor(ct_host.to(device), key_t, nonce_t, 1)
+    if dtype.is_complex:
+        real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, torch.float16)
+        return torch.view_as_complex(plain.view(real).reshape(shape + (2,)))
+    return plain.view(dtype).reshape(shape)
+
+
+# -- nonces ------------------------------------------------------------------------------------
+
+class NonceSequence:
+    """Issues 96-bit nonces ``sender_id (4 bytes) || counter (8 bytes, little-endian)``.
+
+    Within one sequence the counter never repeats; the sequence refuses to go past ``limit``
+    messages (default and maximum 2^64, the counter space). Several senders that share a key must
+    use distinct ``sender_id`` values (RFC 8439 section 2.3 suggests exactly this partition). The
+    default ``sender_id`` is random: then s independent sequences under one key share an id with
+    probability below s^2 / 2^33, so give them explicit distinct ids when you can.
+    """
+
+    def __init__(self, sender_id: Optional[bytes] = None, *, start: int = 0, limit: int = 2**64):
+        if sender_id is None:
+            sender_id = secrets.token_bytes(4)
+        sender_id = bytes(sender_id)
+        if len(sender_id) != 4:
+            raise ValueError(f"NonceSequence: sender_id must be 4 bytes, got {len(sender_id)}")
+        if not 0 < limit <= 2**64:
+            raise ValueError(f"NonceSequence: limit must be in [1, 2^64], got {limit}")
+        if not 0 <= start <= limit:
+            raise ValueError(f"NonceSequence: start must be in [0, limit={limit}], got {start}")
+        self.sender_id = sender_id
+        self.limit = limit
+        self._next = start
+        self._start = start
+        self._lock = threading.Lock()
+
+    @property
+    def issued(self) -> int:
+        """How many nonces this sequence has issued."""
+        return self._next - self._start
+
+    def __next__(self) -> bytes:
+        with self._lock:
+            if self._next >= self.limit:
+                raise RuntimeError(f"NonceSequence: exhausted after {self.limit} nonces; use a new key")
+            counter = self._next
+            self._next += 1
+        return self.sender_id + counter.to_bytes(8, "little")
+
+    def __iter__(self):
+        return self
+
+    def was_issued(self, nonce: bytes) -> bool:
+        """True when this sequence has already handed out ``nonce``."""
+        nonce = bytes(nonce)
+        if len(nonce) != NONCE_BYTES or nonce[:4] != self.sender_id:
+            return False
+        return self._start <= int.from_bytes(nonce[4:], "little") < self._next
+
+    def __repr__(self) -> str:
+        return f"NonceSequence(issued={self.issued}, limit={self.limit})"
+
+
+class Sealer:
+    """Holds a key and seals tensors under nonces it issues itself, so that no nonce is reused.
+
+    ``seal(x)`` takes the next nonce of its :class:`NonceSequence`. A nonce may be passed
+    explicitly (e.g. one derived from a protocol counter), but the Sealer refuses any nonce it has
+    issued or been given before. ``open(sealed)`` opens containers made under its key.
+
+    The key is never shown by ``repr``.
+    """
+
+    def __init__(self, key: Optional[BytesLike] = None, *, sender_id: Optional[bytes] = None,
+                 limit: int = 2**64):
+        self._key = generate_key() if key is None else _as_bytes(key, "key")
+        if len(self._key) != KEY_BYTES:
+            raise ValueError(f"Sealer: key must be exactly {KEY_BYTES} bytes, got {len(self._key)}")
+        self.nonces = NonceSequence(sender_id, limit=limit)
+        self._explicit = set()
+        self._lock = threading.Lock()
+
+    def key(self) -> bytes:
+        """The key material, explicitly."""
+        return self._key
+
+    def _claim(self, nonce: Optional[BytesLike]) -> bytes:
+        if nonce is None:
+            return next(self.nonces)
+        nonce = _nonce_tensor(nonce).numpy().tobytes()
+        with self._lock:
+            if nonce in self._explicit or self.nonces.was_issued(nonce):
+                raise ValueError("Sealer: this nonce was already used with this key; reusing a nonce "
+                                 "reveals the XOR of two plaintexts and allows forgeries")
+            self._explicit.add(nonce)
+        return nonce
+
+    def seal(self, tensor: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None) -> bytearray:
+        """:func:`seal` under this Sealer's key and a fresh nonce."""
+        return seal(tensor, self._key, self._claim(nonce), aad)
+
+    def encrypt(self, data: torch.Tensor, aad: BytesLike = b"", *,
+                nonce: Optional[BytesLike] = None) -> Tuple[bytes, torch.Tensor, bytes]:
+        """:func:`aead_encrypt` under a fresh nonce; returns ``(nonce, ciphertext, tag)``."""
+        used = self._claim(nonce)
+        ciphertext, tag = aead_encrypt(data, self._key, used, aad)
+        return used, ciphertext, tag
+
+    def open(self, sealed: BytesLike, aad: BytesLike = b"",
+             device: Union[torch.device, str, None] = None) -> torch.Tensor:
+        """:func:`open_sealed` under this Sealer's key."""
+        return open_sealed(sealed, self._key, aad, device)
+
+    def __repr__(self) -> str:
+        return f"Sealer(nonces={self.nonces!r})"
+
+
+# -- cascade -----------------------------------------------------------------------------------
+
+def seal_shuffled(x: torch.Tensor, bit_key, aead_key: BytesLike, nonce: BytesLike,
+                  aad: BytesLike = b"") -> bytearray:
+    """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``: ShuffleBits, then real encryption.
+
+    The ShuffleBits step (Ni, Huttunen, Rahtu 2021) is kept for compatibility with systems that
+    expect bit-shuffled features after decryption; the confidentiality and integrity come from
+    the ChaCha20-Poly1305 layer. Open with :func:`open_shuffled`.
+    """
+    from featperm.bits import shuffle_bits
+    return seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)
+
+
+def open_shuffled(sealed: BytesLike, bit_key, aead_key: BytesLike, aad: BytesLike = b"",
+                  device: Union[torch.device, str, None] = None) -> torch.Tensor:
+    """Inverse of :func:`seal_shuffled`: verify and decrypt, then undo the bit permutation."""
+    from featperm.bits import unshuffle_bits
+    return unshuffle_bits(open_sealed(sealed, aead_key, aad, device), bit_key)
+
+
+# -- registration for torch.compile / torch.export -----------------------------------------------
+
+@torch.library.register_fake("featperm::chacha20_xor")
+def _chacha20_xor_fake(data, key, nonce, counter):
+    return data.new_empty(data.shape)
+
+
+@torch.library.register_fake("featperm::poly1305_mac")
+def _poly1305_mac_fake(message, key):
+    return key.new_empty(TAG_BYTES)
+
+
+@torch.library.register_fake("featperm::chacha20_poly1305_tag")
+def _chacha20_poly1305_tag_fake(aad, ciphertext, one_time_key):
+    return one_time_key.new_empty(TAG_BYTES)
