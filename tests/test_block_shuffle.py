@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import featperm
 from featperm.reference import block_shuffle_reference, block_unshuffle_reference
 
-from conftest import CUDA_AVAILABLE, devices, needs_cuda
+from tests.conftest import CUDA_AVAILABLE, devices, needs_cuda
 
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int64]

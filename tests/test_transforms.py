@@ -7,7 +7,7 @@ import featperm
 from featperm.reference import block_shuffle_reference
 from featperm.transforms import FFX, FFXKey, NegativePositive, NPKey
 
-from test_block_shuffle import paper_block_shuffle
+from tests.test_block_shuffle import paper_block_shuffle
 
 
 def image_batch(seed=0, n=2, size=8):

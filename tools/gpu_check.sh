@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run on the GPU machine (see benchmarks/results/README.md): build featperm there, run the whole
 # test suite (CUDA tests included), compute-sanitizer on a small workload, and the GPU benchmarks.
-# Writes logs and JSON under $OUT. Usage: bash tools/gpu_check.sh [pytest args...]
+# Writes logs and JSON under $OUT. Usage: [BENCH="benchmarks/bench_x_gpu.py ..."] bash tools/gpu_check.sh [pytest args...]
 set -u
 OUT=${OUT:-/tmp/featperm-gpu-check}
 mkdir -p "$OUT"
@@ -24,7 +24,7 @@ for tool in memcheck racecheck; do
   compute-sanitizer --tool $tool --error-exitcode 9 python3 tools/sanitizer_workload.py > "$OUT/sanitizer_$tool.log" 2>&1
   echo "compute-sanitizer $tool: exit $? ($(grep -c 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log") summary) $(grep 'ERROR SUMMARY' "$OUT/sanitizer_$tool.log" | head -1)"
 done
-for bench in benchmarks/bench_*_gpu.py; do
+for bench in ${BENCH:-benchmarks/bench_*_gpu.py}; do
   name=$(basename "$bench" .py)
   python3 "$bench" --out "$OUT/$name.json" > "$OUT/$name.log" 2>&1
   echo "== $name (exit $?)"; tail -30 "$OUT/$name.log"

@@ -20,6 +20,8 @@ constexpr int kThreads = 256;
 constexpr int kLanes = 32;
 constexpr int kChunkBits = 4;
 constexpr int kUnroll = 4;  // independent 16-byte loads in flight per thread
+// 6 blocks of 256 threads per multiprocessor caps registers at 40: no spills with kUnroll = 4.
+constexpr int kMinBlocksPerSm = 6;
 
 template <int Bytes>
 struct Traits {
@@ -76,7 +78,7 @@ __device__ __forceinline__ uint4 permute_vector(uint4 v, const unsigned char* ta
 // the sample changes (once, for a single key). Within a task, threads stride over the sample's
 // 16-byte vectors; the unaligned head and tail words of a sample are done one word at a time.
 template <int Bytes, bool Inverse>
-__global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) shuffle_bits_kernel(
     const typename Traits<Bytes>::Word* __restrict__ in, typename Traits<Bytes>::Word* __restrict__ out,
     int64_t words_per_sample, int64_t samples, int64_t parts_per_sample, const int64_t* __restrict__ keys,
     bool vectorize) {
@@ -92,20 +94,6 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
   for (int64_t task = blockIdx.x; task < tasks; task += gridDim.x) {
     const int64_t sample = task / parts_per_sample;
     const int64_t part = task - sample * parts_per_sample;
-    if (sample != table_sample) {  // uniform across the block: the barriers are safe
-      __syncthreads();
-      // One key entry per thread: a serial loop of dependent-latency global loads would cost
-      // microseconds per block.
-      if (threadIdx.x < T::kBits) build_destination<Inverse>(keys + sample * T::kBits, T::kBits, threadIdx.x, dest);
-      __syncthreads();
-      for (int i = threadIdx.x; i < T::kEntries * kLanes; i += blockDim.x) {
-        const int entry = i / kLanes;
-        table[i] = chunk_table_entry<typename T::Entry, kChunkBits>(dest, entry >> kChunkBits, entry & 15);
-      }
-      __syncthreads();
-      table_sample = sample;
-    }
-
     const int64_t first = sample * words_per_sample;
     const Word* src = in + first;
     Word* dst = out + first;
@@ -120,19 +108,43 @@ __global__ void __launch_bounds__(kThreads) shuffle_bits_kernel(
     const int64_t tail_begin = head + vectors * T::kWordsPerVector;
     const int64_t stride = parts_per_sample * blockDim.x;
     const int64_t thread = part * blockDim.x + threadIdx.x;
-
-    for (int64_t i = thread; i < head; i += stride) dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
     const uint4* src_v = reinterpret_cast<const uint4*>(src + head);
     uint4* dst_v = reinterpret_cast<uint4*>(dst + head);
+
+    // The first group of loads goes out before the table is (re)built, so that its DRAM latency
+    // overlaps the table build instead of adding to it.
     int64_t v = thread;
-    for (; v + (kUnroll - 1) * stride < vectors; v += kUnroll * stride) {
-      uint4 loaded[kUnroll];
+    uint4 loaded[kUnroll];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) loaded[u] = src_v[v + u * stride];
-#pragma unroll
-      for (int u = 0; u < kUnroll; ++u) dst_v[v + u * stride] = permute_vector<Bytes>(loaded[u], shared_bytes, lane_offset);
+    for (int u = 0; u < kUnroll; ++u)
+      if (v + u * stride < vectors) loaded[u] = src_v[v + u * stride];
+
+    if (sample != table_sample) {  // uniform across the block: the barriers are safe
+      __syncthreads();
+      // One key entry per thread: a serial loop of dependent-latency global loads would cost
+      // microseconds per block.
+      if (threadIdx.x < T::kBits) build_destination<Inverse>(keys + sample * T::kBits, T::kBits, threadIdx.x, dest);
+      __syncthreads();
+      for (int i = threadIdx.x; i < T::kEntries * kLanes; i += blockDim.x) {
+        const int entry = i / kLanes;
+        table[i] = chunk_table_entry<typename T::Entry, kChunkBits>(dest, entry >> kChunkBits, entry & 15);
+      }
+      __syncthreads();
+      table_sample = sample;
     }
-    for (; v < vectors; v += stride) dst_v[v] = permute_vector<Bytes>(src_v[v], shared_bytes, lane_offset);
+
+    for (int64_t i = thread; i < head; i += stride) dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
+    // Groups of kUnroll independent vectors, the last one partial (predicated), so that no thread
+    // ends with a chain of dependent single loads.
+    while (v < vectors) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (v + u * stride < vectors) dst_v[v + u * stride] = permute_vector<Bytes>(loaded[u], shared_bytes, lane_offset);
+      v += kUnroll * stride;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (v + u * stride < vectors) loaded[u] = src_v[v + u * stride];
+    }
     for (int64_t i = tail_begin + thread; i < words_per_sample; i += stride)
       dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
   }
