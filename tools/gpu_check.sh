@@ -15,6 +15,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 python3 -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])" | tee -a "$OUT/gpu.txt"
 date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT/gpu.txt"
 start=$(date +%s)
+# Build with the system compiler: the image's Python is configured with /opt/gcc/bin/g++, which
+# links a private static copy of libstdc++ into the extension; streaming an integer (every
+# TORCH_CHECK message with a number) then crashed inside that copy's num_put (cuda-gdb backtrace,
+# 2026-11-23). /usr/bin/g++ links the shared libstdc++ that torch itself uses.
+if [ -x /usr/bin/g++ ]; then
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++ LDSHARED="/usr/bin/g++ -shared"
+fi
 if ! MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"; exit 1
 fi

@@ -32,12 +32,6 @@ at::ScalarType word_dtype(int64_t bytes) {
   }
 }
 
-// Integers in error messages are formatted with std::to_string rather than streamed: on the GPU
-// machine's toolchain (g++ 13, torch 2.11) streaming an int64 from this library's CUDA error
-// path crashed inside libstdc++'s num_put (cuda-gdb backtrace, 2026-11-23); snprintf-based
-// formatting does not go through it.
-std::string num(int64_t v) { return std::to_string(v); }
-
 // Validates x and key; returns the key as a contiguous int64 tensor ((bits,) or (samples, bits))
 // on x's device.
 at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& key) {
@@ -48,14 +42,14 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
   TORCH_CHECK(!at::isFloatingType(key.scalar_type()) && !at::isComplexType(key.scalar_type()) &&
                   key.scalar_type() != at::kBool,
               op, ": key must be an integer tensor of bit positions, got dtype ", key.scalar_type());
-  TORCH_CHECK(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", num(bits),
-              ",) for one key or (N, ", num(bits), ") for one key per sample, got ", num(key.dim()),
+  TORCH_CHECK(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", bits,
+              ",) for one key or (N, ", bits, ") for one key per sample, got ", key.dim(),
               " dimensions");
-  TORCH_CHECK(key.size(-1) == bits, op, ": key has ", num(key.size(-1)), " positions but x has ",
-              num(bits), "-bit words (dtype ", x.scalar_type(), "); expected a ", num(bits), "-bit key");
+  TORCH_CHECK(key.size(-1) == bits, op, ": key has ", key.size(-1), " positions but x has ",
+              bits, "-bit words (dtype ", x.scalar_type(), "); expected a ", bits, "-bit key");
   if (key.dim() == 2) {
     TORCH_CHECK(x.dim() >= 1 && key.size(0) == x.size(0), op, ": per-sample key has ",
-                num(key.size(0)), " rows but x has ", num(x.dim() >= 1 ? x.size(0) : 0),
+                key.size(0), " rows but x has ", (x.dim() >= 1 ? x.size(0) : 0),
                 " samples (x.shape[0]); expected one key row per sample");
   }
   // Only convert what needs converting: each extra dispatcher call costs small tensors latency.
@@ -71,9 +65,9 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
       for (int64_t i = 0; i < bits; ++i) {
         const int64_t v = k[row * bits + i];
         TORCH_CHECK(v >= 0 && v < bits && !((seen >> v) & 1u), op, ": key",
-                    (keys.dim() == 2 ? " row " + num(row) : std::string()),
-                    " is not a permutation of 0..", num(bits - 1), " (position ", num(i), " holds ",
-                    num(v), ")");
+                    (keys.dim() == 2 ? " row " + std::to_string(row) : std::string()),
+                    " is not a permutation of 0..", bits - 1, " (position ", i, " holds ",
+                    v, ")");
         seen |= uint64_t{1} << v;
       }
     }
