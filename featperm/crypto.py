@@ -144,8 +144,10 @@ def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
     return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
 
 
-def _tag(aad_t: torch.Tensor, ciphertext_host: torch.Tensor, otk: torch.Tensor) -> bytes:
-    return torch.ops.featperm.chacha20_poly1305_tag(aad_t, ciphertext_host.reshape(-1), otk).numpy().tobytes()
+def _tag(aad_t: torch.Tensor, ciphertext: torch.Tensor, otk: torch.Tensor) -> bytes:
+    """The AEAD tag. A CUDA ciphertext stays on the GPU: its blocks are absorbed there in chunks
+    and only the chunk sums (and at most 15 trailing bytes) come back to the host."""
+    return torch.ops.featperm.chacha20_poly1305_tag(aad_t, ciphertext.reshape(-1), otk).numpy().tobytes()
 
 
 # -- the AEAD --------------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
     key_t, nonce_t = _key_tensor(key, data.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(aad, "aad")
     ciphertext = torch.ops.featperm.chacha20_xor(data.detach(), key_t, nonce_t, 1)
-    tag = _tag(aad_t, ciphertext.cpu(), _one_time_key(key_t, nonce_t))
+    tag = _tag(aad_t, ciphertext, _one_time_key(key_t, nonce_t))
     return ciphertext, tag
 
 
@@ -191,7 +193,7 @@ def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce
     expected = _tag_bytes(tag)
     key_t, nonce_t = _key_tensor(key, ciphertext.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(aad, "aad")
-    computed = _tag(aad_t, ciphertext.detach().cpu(), _one_time_key(key_t, nonce_t))
+    computed = _tag(aad_t, ciphertext.detach(), _one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, expected):
         raise AuthenticationError("aead_decrypt: authentication failed (wrong key, nonce or associated "
                                   "data, or the ciphertext or tag was modified)")
@@ -279,17 +281,18 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)
     otk = _one_time_key(key_t, nonce_t)
 
-    # The container is allocated once; the ciphertext is copied from the device straight into it
-    # and authenticated in place.
+    # The container is allocated once and the ciphertext copied from its device straight into it.
     body = len(header) + NONCE_BYTES
     out = bytearray(body + n + TAG_BYTES)
     out[:len(header)] = header
     out[len(header):body] = nonce_t.numpy().tobytes()
     view = torch.frombuffer(out, dtype=torch.uint8)
     ct_host = view[body:body + n]
+    # The tag is computed where the ciphertext is (on a GPU: chunked Poly1305 there).
+    tag = _tag(aad_t, ciphertext, otk)
     if n:
         ct_host.copy_(ciphertext)
-    out[body + n:] = _tag(aad_t, ct_host, otk)
+    out[body + n:] = tag
     return out
 
 
@@ -504,3 +507,9 @@ def _poly1305_mac_fake(message, key):
 @torch.library.register_fake("featperm::chacha20_poly1305_tag")
 def _chacha20_poly1305_tag_fake(aad, ciphertext, one_time_key):
     return one_time_key.new_empty(TAG_BYTES)
+
+
+@torch.library.register_fake("featperm::_poly1305_chunk_sums")
+def _poly1305_chunk_sums_fake(message, one_time_key, chunk_blocks):
+    chunks = (message.numel() // 16 + chunk_blocks - 1) // chunk_blocks
+    return message.new_empty((chunks, 3), dtype=torch.int64)

@@ -372,6 +372,53 @@ def test_poly1305_threaded_chunks_match_reference(length):
         torch.set_num_threads(before)
 
 
+P1305 = (1 << 130) - 5
+
+
+def _chunk_sums_reference(message: bytes, key: bytes, chunk_blocks: int):
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    blocks = len(message) // 16
+    sums = []
+    for first in range(0, blocks, chunk_blocks):
+        acc = 0
+        for i in range(first, min(first + chunk_blocks, blocks)):
+            acc = ((acc + int.from_bytes(message[16 * i:16 * i + 16] + b"\x01", "little")) * r) % P1305
+        sums.append(acc)
+    return sums
+
+
+def _limbs_value(row) -> int:
+    l0, l1, l2 = (int(v) for v in row)
+    return (l0 + (l1 << 44) + (l2 << 88)) % P1305
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("length,chunk_blocks,offset", [(0, 4, 0), (15, 4, 0), (16, 1, 0), (16 * 37 + 5, 8, 0),
+                                                        (16 * 37 + 5, 8, 3), (16 * 300, 64, 1), (5000, 1000, 0)])
+def test_poly1305_chunk_sums_match_reference(device, length, chunk_blocks, offset):
+    # The chunked evaluation that CUDA uses for the AEAD tag, checked on the CPU twin and on CUDA.
+    raw, key = os.urandom(length + offset), os.urandom(32)
+    message = u8(raw, device)[offset:]  # offset != 0: not 16-byte aligned
+    sums = torch.ops.featperm._poly1305_chunk_sums(message, u8(key), chunk_blocks)
+    expected = _chunk_sums_reference(raw[offset:], key, chunk_blocks)
+    assert sums.device.type == device and sums.dtype == torch.int64 and tuple(sums.shape) == (len(expected), 3)
+    assert [_limbs_value(row) for row in sums.cpu().tolist()] == expected
+    if device == "cuda":  # the same shared code on both backends: identical limbs
+        assert torch.equal(sums.cpu(), torch.ops.featperm._poly1305_chunk_sums(message.cpu(), u8(key), chunk_blocks))
+
+
+@needs_cuda
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 31, 32, 1000, 16 * 64 * 5 + 7, 3 * 2**20 + 9, 16 * 16384 * 70])
+def test_cuda_aead_tag_matches_cpu(length):
+    aad, key = os.urandom(length % 29), os.urandom(32)
+    ct = torch.randint(0, 256, (length + 1,), dtype=torch.uint8)
+    data = ct[:length]
+    want = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), data, u8(key))
+    for on_device in (data.cuda(), _unaligned_on(data, "cuda")):  # 16-byte aligned, then not
+        got = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), on_device, u8(key))
+        assert got.device.type == "cpu" and torch.equal(got, want)
+
+
 # -- counter limits ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("k", [0, 1, 5, 15, 16, 17])
@@ -729,10 +776,14 @@ def test_opcheck_chacha20_xor(device):
                               (data, u8(os.urandom(32), device), u8(os.urandom(12), device), 5))
 
 
-def test_opcheck_poly1305_ops():
-    torch.library.opcheck(torch.ops.featperm.poly1305_mac.default, (u8(os.urandom(77)), u8(os.urandom(32))))
+@pytest.mark.parametrize("device", devices())
+def test_opcheck_poly1305_ops(device):
+    if device == "cpu":
+        torch.library.opcheck(torch.ops.featperm.poly1305_mac.default, (u8(os.urandom(77)), u8(os.urandom(32))))
     torch.library.opcheck(torch.ops.featperm.chacha20_poly1305_tag.default,
-                          (u8(os.urandom(5)), u8(os.urandom(70)), u8(os.urandom(32))))
+                          (u8(os.urandom(5)), u8(os.urandom(70), device), u8(os.urandom(32))))
+    torch.library.opcheck(torch.ops.featperm._poly1305_chunk_sums.default,
+                          (u8(os.urandom(300), device), u8(os.urandom(32)), 4))
 
 
 def test_public_names():

@@ -65,6 +65,14 @@ class Poly1305 {
     buffered_ = 0;
   }
 
+  // The AEAD's last block: le64(aad bytes) | le64(ciphertext bytes) (RFC 8439 section 2.8).
+  void update_lengths(uint64_t aad_bytes, uint64_t ciphertext_bytes) {
+    uint8_t lengths[16];
+    store_le64(lengths, aad_bytes);
+    store_le64(lengths + 8, ciphertext_bytes);
+    update(lengths, sizeof(lengths));
+  }
+
   // a * b mod 2^130-5, partially reduced. Limb products stay below 2^97 and a dozen of them
   // sum without overflow in unsigned __int128.
   static Limbs multiply(const Limbs& a, const Limbs& b) {
