@@ -1,4 +1,5 @@
-// CUDA registration of featperm::chacha20_xor: device guard, current stream, launch check.
+// CUDA registration of featperm::chacha20_xor, _poly1305_chunk_sums and chacha20_poly1305_tag:
+// device guard, current stream, launch check.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
