@@ -15,10 +15,12 @@ Layers
 * :func:`seal_shuffled` / :func:`open_shuffled`: ShuffleBits, then sealing (the cascade the
   ShuffleBits paper suggests).
 
-Where the work happens: the ChaCha20 keystream XOR runs on the data's device; Poly1305 runs on
-the host over the ciphertext (never the plaintext). Sealing a CUDA tensor therefore moves only
-ciphertext to host memory, and :func:`open_sealed` with ``device="cuda"`` verifies the tag on the
-host and decrypts on the GPU, so the plaintext never exists in host memory.
+Where the work happens: the ChaCha20 keystream XOR runs on the data's device; Poly1305 runs over
+the ciphertext (never the plaintext) where the ciphertext is: on the CPU, or for a CUDA
+ciphertext in chunks on the GPU that the host joins. Sealing a CUDA tensor therefore moves only
+ciphertext to host memory, :func:`aead_encrypt` of a CUDA tensor brings back only the tag, and
+:func:`open_sealed` with ``device="cuda"`` decrypts on the GPU, so the plaintext never exists in
+host memory.
 """
 
 from __future__ import annotations
