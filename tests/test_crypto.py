@@ -372,6 +372,17 @@ def test_poly1305_threaded_chunks_match_reference(length):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("length", [0, 15, 16, 127, 128, 255, 256, 257, 1000, 4096 + 3, 70_001])
+def test_poly1305_each_kernel_matches_reference(target, length):
+    # cpu-isa1 takes the AVX-512 IFMA path (8 blocks per step) where the processor has IFMA;
+    # cuda takes the chunked GPU path of the AEAD tag.
+    message, key, aad = os.urandom(length), os.urandom(32), os.urandom(length % 19)
+    if target == "cpu":
+        assert tensor_bytes(torch.ops.featperm.poly1305_mac(u8(message), u8(key))) == ref.poly1305_reference(message, key)
+    got = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), u8(message, target), u8(key))
+    assert tensor_bytes(got) == ref.poly1305_reference(ref.chacha20_poly1305_mac_data(aad, message), key)
+
+
 P1305 = (1 << 130) - 5
 
 
