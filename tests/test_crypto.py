@@ -605,6 +605,8 @@ def test_seal_cuda_tensor_opens_on_host_and_on_gpu():
     on_gpu = featperm.open_sealed(sealed, key, b"aad", device="cuda")
     assert on_gpu.is_cuda and torch.equal(on_gpu.view(torch.int32), x.view(torch.int32))
     assert bytes(sealed) == bytes(featperm.seal(x.cpu(), key, nonce, b"aad"))
+    big = torch.randn(700_001, device="cuda")  # over 1 MiB: the tag is computed on the GPU
+    assert bytes(featperm.seal(big, key, nonce, b"aad")) == bytes(featperm.seal(big.cpu(), key, nonce, b"aad"))
 
 
 def _parse_documented_format(sealed: bytes):
