@@ -799,6 +799,15 @@ def test_opcheck_poly1305_ops(device):
                           (u8(os.urandom(300), device), u8(os.urandom(32)), 4))
 
 
+@pytest.mark.parametrize("device", devices())
+def test_opcheck_chacha20_poly1305_encrypt(device):
+    args = (u8(os.urandom(100), device), u8(os.urandom(32)), u8(os.urandom(12)), u8(b"aad"))
+    torch.library.opcheck(torch.ops.featperm.chacha20_poly1305_encrypt.default, args)
+    ct, tag = torch.ops.featperm.chacha20_poly1305_encrypt(*args)
+    assert ct.device.type == device and tag.device.type == "cpu"
+    assert crypto.aead_decrypt(ct, tensor_bytes(tag), tensor_bytes(args[1]), tensor_bytes(args[2]), b"aad").equal(args[0])
+
+
 def test_public_names():
     assert featperm.seal is crypto.seal and featperm.open_sealed is crypto.open_sealed
     assert featperm.crypto is crypto
