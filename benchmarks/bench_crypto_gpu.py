@@ -1,13 +1,14 @@
 """GPU benchmark of featperm's ChaCha20-Poly1305 (not a test).
 
-1. Correctness first: the CUDA keystream and a sealed CUDA tensor are checked against
+1. Correctness first: the CUDA keystream, AEAD (ciphertext + tag) and a sealed CUDA tensor are checked against
    `cryptography` (OpenSSL) when it is importable, else against featperm's CPU kernels.
 2. Keystream XOR throughput on the GPU (CUDA events, warm-up, median of many; round-robin with
    clone() of the same bytes as the memory-bandwidth yardstick), for 1, 64 and 256 MiB.
    GB/s counts plaintext bytes (10^9 per second); the kernel moves twice that through memory.
 3. End-to-end sealing of a 64 MiB CUDA tensor until ciphertext and tag are in host memory
    (featperm.seal), next to the common alternative: copy the plaintext to the host and encrypt it
-   there with `cryptography` (or, without it, featperm's CPU path). Wall clock, median.
+   there with `cryptography` (or, without it, featperm's CPU path). Wall clock, median. Also the
+   parts of featperm.seal, and aead_encrypt on the GPU (ciphertext stays on the device).
 4. Latency of sealing one 2048-float feature vector on the GPU, next to copy + `cryptography`.
 
     python benchmarks/bench_crypto_gpu.py [--out results.json] [--reps 50]
@@ -94,6 +95,14 @@ def check_correctness(key: bytes, nonce: bytes):
             want = torch.ops.featperm.chacha20_xor(u8(data), u8(key), u8(nonce), 1).numpy().tobytes()
         if got != want:
             raise SystemExit(f"CUDA keystream differs from the reference at {nbytes} bytes")
+        ct, tag = crypto.aead_encrypt(u8(data, "cuda"), key, nonce, b"aad")  # tag: Poly1305 on the GPU
+        if HAVE_CRYPTOGRAPHY:
+            want_sealed = ChaCha20Poly1305(key).encrypt(nonce, data, b"aad")
+        else:
+            cpu_ct, cpu_tag = crypto.aead_encrypt(u8(data), key, nonce, b"aad")
+            want_sealed = cpu_ct.numpy().tobytes() + cpu_tag
+        if ct.cpu().numpy().tobytes() + tag != want_sealed:
+            raise SystemExit(f"CUDA AEAD (ciphertext + tag) differs from the reference at {nbytes} bytes")
         checked.append(nbytes)
     x = torch.randn(1000, 333, device="cuda")
     sealed = bytes(featperm.seal(x, key, nonce, b"bench"))
@@ -139,9 +148,14 @@ def bench_seal_64mib(key, nonce, reps):
     # Pieces of featperm.seal, to show where the time goes.
     ct = torch.ops.featperm.chacha20_xor(x.view(torch.uint8).reshape(-1), key_t, nonce_t, 1)
     ct_host = ct.cpu()
-    otk = u8(os.urandom(32))
+    otk, no_aad = u8(os.urandom(32)), torch.empty(0, dtype=torch.uint8)
+    fns["  part: AEAD tag, chunked Poly1305 on the GPU + join on host"] = \
+        lambda: torch.ops.featperm.chacha20_poly1305_tag(no_aad, ct, otk)
     fns["  part: ciphertext device-to-host copy"] = lambda: ct.cpu()
-    fns["  part: Poly1305 tag on host"] = lambda: torch.ops.featperm.chacha20_poly1305_tag(u8(b""), ct_host, otk)
+    fns["  (alternative: Poly1305 tag on the host over the copy)"] = \
+        lambda: torch.ops.featperm.chacha20_poly1305_tag(no_aad, ct_host, otk)
+    fns["aead_encrypt on the GPU (ciphertext stays there, tag to host)"] = \
+        lambda: crypto.aead_encrypt(x.view(torch.uint8).reshape(-1), key, nonce)
     ms = median_wall_ms(fns, reps)
     event_ms = median_event_ms({"  part: keystream XOR on GPU": lambda: torch.ops.featperm.chacha20_xor(
         x.view(torch.uint8).reshape(-1), key_t, nonce_t, 1)}, reps)

@@ -15,10 +15,12 @@ Layers
 * :func:`seal_shuffled` / :func:`open_shuffled`: ShuffleBits, then sealing (the cascade the
   ShuffleBits paper suggests).
 
-Where the work happens: the ChaCha20 keystream XOR runs on the data's device; Poly1305 runs on
-the host over the ciphertext (never the plaintext). Sealing a CUDA tensor therefore moves only
-ciphertext to host memory, and :func:`open_sealed` with ``device="cuda"`` verifies the tag on the
-host and decrypts on the GPU, so the plaintext never exists in host memory.
+Where the work happens: the ChaCha20 keystream XOR runs on the data's device; Poly1305 runs over
+the ciphertext (never the plaintext) where the ciphertext is: on the CPU, or for a CUDA
+ciphertext in chunks on the GPU that the host joins. Sealing a CUDA tensor therefore moves only
+ciphertext to host memory, :func:`aead_encrypt` of a CUDA tensor brings back only the tag, and
+:func:`open_sealed` with ``device="cuda"`` decrypts on the GPU, so the plaintext never exists in
+host memory.
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
     return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
 
 
-def _tag(aad_t: torch.Tensor, ciphertext_host: torch.Tensor, otk: torch.Tensor) -> bytes:
-    return torch.ops.featperm.chacha20_poly1305_tag(aad_t, ciphertext_host.reshape(-1), otk).numpy().tobytes()
+def _tag(aad_t: torch.Tensor, ciphertext: torch.Tensor, otk: torch.Tensor) -> bytes:
+    """The AEAD tag. A CUDA ciphertext stays on the GPU: its blocks are absorbed there in chunks
+    and only the chunk sums (and at most 15 trailing bytes) come back to the host."""
+    return torch.ops.featperm.chacha20_poly1305_tag(aad_t, ciphertext.reshape(-1), otk).numpy().tobytes()
 
 
 # -- the AEAD --------------------------------------------------------------------------------
@@ -171,10 +175,9 @@ def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
                         f"other dtypes), got {type(data).__name__ if not isinstance(data, torch.Tensor) else data.dtype}")
     _check_message_bytes(data.numel())
     key_t, nonce_t = _key_tensor(key, data.device), _nonce_tensor(nonce)
-    aad_t = _host_bytes_tensor(aad, "aad")
-    ciphertext = torch.ops.featperm.chacha20_xor(data.detach(), key_t, nonce_t, 1)
-    tag = _tag(aad_t, ciphertext.cpu(), _one_time_key(key_t, nonce_t))
-    return ciphertext, tag
+    ciphertext, tag = torch.ops.featperm.chacha20_poly1305_encrypt(data.detach(), key_t, nonce_t,
+                                                                   _host_bytes_tensor(aad, "aad"))
+    return ciphertext, tag.numpy().tobytes()
 
 
 def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce: BytesLike,
@@ -191,7 +194,7 @@ def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce
     expected = _tag_bytes(tag)
     key_t, nonce_t = _key_tensor(key, ciphertext.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(aad, "aad")
-    computed = _tag(aad_t, ciphertext.detach().cpu(), _one_time_key(key_t, nonce_t))
+    computed = _tag(aad_t, ciphertext.detach(), _one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, expected):
         raise AuthenticationError("aead_decrypt: authentication failed (wrong key, nonce or associated "
                                   "data, or the ciphertext or tag was modified)")
@@ -228,6 +231,8 @@ _DTYPE_NAMES = [  # code = index + 1; append only: codes are part of the wire fo
 _DTYPE_CODES = {getattr(torch, n): i + 1 for i, n in enumerate(_DTYPE_NAMES) if hasattr(torch, n)}
 _CODE_DTYPES = {code: dtype for dtype, code in _DTYPE_CODES.items()}
 _SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+# seal(): above this many bytes a CUDA ciphertext's tag is computed on the GPU, below on the host.
+_DEVICE_TAG_MIN_BYTES = 1 << 20
 
 
 def _tensor_bytes(t: torch.Tensor) -> torch.Tensor:
@@ -276,20 +281,27 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     _check_message_bytes(n)
     key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
-    ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)
-    otk = _one_time_key(key_t, nonce_t)
+    # Short CUDA tensors are authenticated over the host copy of the ciphertext (one kernel launch
+    # and one synchronisation fewer); everything else in one fused call, with the tag computed
+    # where the ciphertext is (chunked Poly1305 on a GPU).
+    tag_on_host_copy = tensor.device.type != "cpu" and n <= _DEVICE_TAG_MIN_BYTES
+    if tag_on_host_copy:
+        ciphertext, tag = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1), None
+    else:
+        ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t, aad_t)
+        tag = tag_t.numpy().tobytes()
 
-    # The container is allocated once; the ciphertext is copied from the device straight into it
-    # and authenticated in place.
+    # The container is allocated once and the ciphertext copied from its device straight into it.
     body = len(header) + NONCE_BYTES
     out = bytearray(body + n + TAG_BYTES)
     out[:len(header)] = header
     out[len(header):body] = nonce_t.numpy().tobytes()
-    view = torch.frombuffer(out, dtype=torch.uint8)
-    ct_host = view[body:body + n]
+    ct_host = torch.frombuffer(out, dtype=torch.uint8)[body:body + n]
     if n:
         ct_host.copy_(ciphertext)
-    out[body + n:] = _tag(aad_t, ct_host, otk)
+    if tag_on_host_copy:
+        tag = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t))
+    out[body + n:] = tag
     return out
 
 
@@ -504,3 +516,9 @@ def _poly1305_mac_fake(message, key):
 @torch.library.register_fake("featperm::chacha20_poly1305_tag")
 def _chacha20_poly1305_tag_fake(aad, ciphertext, one_time_key):
     return one_time_key.new_empty(TAG_BYTES)
+
+
+@torch.library.register_fake("featperm::_poly1305_chunk_sums")
+def _poly1305_chunk_sums_fake(message, one_time_key, chunk_blocks):
+    chunks = (message.numel() // 16 + chunk_blocks - 1) // chunk_blocks
+    return message.new_empty((chunks, 3), dtype=torch.int64)

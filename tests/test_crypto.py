@@ -372,6 +372,64 @@ def test_poly1305_threaded_chunks_match_reference(length):
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("length", [0, 15, 16, 127, 128, 255, 256, 257, 1000, 4096 + 3, 70_001])
+def test_poly1305_each_kernel_matches_reference(target, length):
+    # cpu-isa1 takes the AVX-512 IFMA path (8 blocks per step) where the processor has IFMA;
+    # cuda takes the chunked GPU path of the AEAD tag.
+    message, key, aad = os.urandom(length), os.urandom(32), os.urandom(length % 19)
+    if target == "cpu":
+        assert tensor_bytes(torch.ops.featperm.poly1305_mac(u8(message), u8(key))) == ref.poly1305_reference(message, key)
+    got = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), u8(message, target), u8(key))
+    assert tensor_bytes(got) == ref.poly1305_reference(ref.chacha20_poly1305_mac_data(aad, message), key)
+
+
+P1305 = (1 << 130) - 5
+
+
+def _chunk_sums_reference(message: bytes, key: bytes, chunk_blocks: int):
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    blocks = len(message) // 16
+    sums = []
+    for first in range(0, blocks, chunk_blocks):
+        acc = 0
+        for i in range(first, min(first + chunk_blocks, blocks)):
+            acc = ((acc + int.from_bytes(message[16 * i:16 * i + 16] + b"\x01", "little")) * r) % P1305
+        sums.append(acc)
+    return sums
+
+
+def _limbs_value(row) -> int:
+    l0, l1, l2 = (int(v) for v in row)
+    return (l0 + (l1 << 44) + (l2 << 88)) % P1305
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("length,chunk_blocks,offset", [(0, 4, 0), (15, 4, 0), (16, 1, 0), (16 * 37 + 5, 8, 0),
+                                                        (16 * 37 + 5, 8, 3), (16 * 300, 64, 1), (5000, 1000, 0)])
+def test_poly1305_chunk_sums_match_reference(device, length, chunk_blocks, offset):
+    # The chunked evaluation that CUDA uses for the AEAD tag, checked on the CPU twin and on CUDA.
+    raw, key = os.urandom(length + offset), os.urandom(32)
+    message = u8(raw, device)[offset:]  # offset != 0: not 16-byte aligned
+    sums = torch.ops.featperm._poly1305_chunk_sums(message, u8(key), chunk_blocks)
+    expected = _chunk_sums_reference(raw[offset:], key, chunk_blocks)
+    assert sums.device.type == device and sums.dtype == torch.int64 and tuple(sums.shape) == (len(expected), 3)
+    assert [_limbs_value(row) for row in sums.cpu().tolist()] == expected
+    if device == "cuda":  # the same shared code on both backends: identical limbs
+        assert torch.equal(sums.cpu(), torch.ops.featperm._poly1305_chunk_sums(message.cpu(), u8(key), chunk_blocks))
+
+
+@needs_cuda
+@pytest.mark.parametrize("length", [0, 1, 15, 16, 17, 31, 32, 1000, 16 * 64 * 5 + 7, 3 * 2**20 + 9, 16 * 16384 * 70])
+def test_cuda_aead_tag_matches_cpu(length):
+    aad, key = os.urandom(length % 29), os.urandom(32)
+    ct = torch.randint(0, 256, (length + 1,), dtype=torch.uint8)
+    data = ct[:length]
+    want = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), data, u8(key))
+    for on_device in (data.cuda(), _unaligned_on(data, "cuda")):  # 16-byte aligned, then not
+        got = torch.ops.featperm.chacha20_poly1305_tag(u8(aad), on_device, u8(key))
+        assert got.device.type == "cpu" and torch.equal(got, want)
+
+
 # -- counter limits ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("k", [0, 1, 5, 15, 16, 17])
@@ -547,6 +605,8 @@ def test_seal_cuda_tensor_opens_on_host_and_on_gpu():
     on_gpu = featperm.open_sealed(sealed, key, b"aad", device="cuda")
     assert on_gpu.is_cuda and torch.equal(on_gpu.view(torch.int32), x.view(torch.int32))
     assert bytes(sealed) == bytes(featperm.seal(x.cpu(), key, nonce, b"aad"))
+    big = torch.randn(700_001, device="cuda")  # over 1 MiB: the tag is computed on the GPU
+    assert bytes(featperm.seal(big, key, nonce, b"aad")) == bytes(featperm.seal(big.cpu(), key, nonce, b"aad"))
 
 
 def _parse_documented_format(sealed: bytes):
@@ -729,10 +789,23 @@ def test_opcheck_chacha20_xor(device):
                               (data, u8(os.urandom(32), device), u8(os.urandom(12), device), 5))
 
 
-def test_opcheck_poly1305_ops():
-    torch.library.opcheck(torch.ops.featperm.poly1305_mac.default, (u8(os.urandom(77)), u8(os.urandom(32))))
+@pytest.mark.parametrize("device", devices())
+def test_opcheck_poly1305_ops(device):
+    if device == "cpu":
+        torch.library.opcheck(torch.ops.featperm.poly1305_mac.default, (u8(os.urandom(77)), u8(os.urandom(32))))
     torch.library.opcheck(torch.ops.featperm.chacha20_poly1305_tag.default,
-                          (u8(os.urandom(5)), u8(os.urandom(70)), u8(os.urandom(32))))
+                          (u8(os.urandom(5)), u8(os.urandom(70), device), u8(os.urandom(32))))
+    torch.library.opcheck(torch.ops.featperm._poly1305_chunk_sums.default,
+                          (u8(os.urandom(300), device), u8(os.urandom(32)), 4))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_opcheck_chacha20_poly1305_encrypt(device):
+    args = (u8(os.urandom(100), device), u8(os.urandom(32)), u8(os.urandom(12)), u8(b"aad"))
+    torch.library.opcheck(torch.ops.featperm.chacha20_poly1305_encrypt.default, args)
+    ct, tag = torch.ops.featperm.chacha20_poly1305_encrypt(*args)
+    assert ct.device.type == device and tag.device.type == "cpu"
+    assert crypto.aead_decrypt(ct, tensor_bytes(tag), tensor_bytes(args[1]), tensor_bytes(args[2]), b"aad").equal(args[0])
 
 
 def test_public_names():

@@ -1,8 +1,11 @@
 #include "ops/chacha20.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace featperm::ops {
@@ -77,7 +80,50 @@ at::Tensor prepare_chacha20_xor(const at::Tensor& data, const at::Tensor& key, c
   return out;
 }
 
+at::Tensor prepare_poly1305_chunk_sums(const at::Tensor& message, const at::Tensor& one_time_key,
+                                       int64_t chunk_blocks, Poly1305Chunks& plan) {
+  constexpr const char* op = "_poly1305_chunk_sums";
+  check_byte_tensor(op, "message", message, -1);
+  const at::Tensor key = checked_host_bytes(op, "one_time_key", one_time_key, 32);
+  TORCH_CHECK(chunk_blocks > 0, op, ": chunk_blocks must be positive, got ", chunk_blocks);
+  plan.message = message.reshape(-1).contiguous();
+  plan.blocks = message.numel() / 16;
+  plan.chunk_blocks = chunk_blocks;
+  plan.chunks = (plan.blocks + chunk_blocks - 1) / chunk_blocks;
+  read_le_words(key, plan.r_words, 4);
+  return at::empty({plan.chunks, 3}, message.options().dtype(at::kLong));
+}
+
+int64_t poly1305_chunk_blocks_for(int64_t blocks) {
+  constexpr int64_t kMaxChunks = 16384, kMinChunkBlocks = 64;
+  return std::max(kMinChunkBlocks, (blocks + kMaxChunks - 1) / kMaxChunks);
+}
+
+namespace {
+
+// RFC 8439 section 2.8 in one call (one crossing from Python instead of five): the ciphertext
+// from block 1 on data's device, the Poly1305 key from block 0 where the key is, and the tag
+// where the ciphertext is. Composed of the featperm ops above, so every backend has it.
+std::tuple<at::Tensor, at::Tensor> chacha20_poly1305_encrypt(const at::Tensor& data, const at::Tensor& key,
+                                                             const at::Tensor& nonce, const at::Tensor& aad) {
+  static const auto xor_op = c10::Dispatcher::singleton()
+      .findSchemaOrThrow("featperm::chacha20_xor", "")
+      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t)>();
+  static const auto tag_op = c10::Dispatcher::singleton()
+      .findSchemaOrThrow("featperm::chacha20_poly1305_tag", "")
+      .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>();
+  at::Tensor ciphertext = xor_op.call(data, key, nonce, 1);
+  const at::Tensor one_time_key = xor_op.call(at::zeros({32}, key.options()), key, nonce, 0).cpu();
+  at::Tensor tag = tag_op.call(aad, ciphertext.reshape(-1), one_time_key);
+  return {ciphertext, tag};
+}
+
+}  // namespace
 }  // namespace featperm::ops
+
+TORCH_LIBRARY_IMPL(featperm, CompositeImplicitAutograd, m) {
+  m.impl("chacha20_poly1305_encrypt", &featperm::ops::chacha20_poly1305_encrypt);
+}
 
 TORCH_LIBRARY_FRAGMENT(featperm, m) {
   // XOR data (uint8, any shape) with the RFC 8439 ChaCha20 keystream of key (32 uint8), nonce
@@ -88,5 +134,13 @@ TORCH_LIBRARY_FRAGMENT(featperm, m) {
   m.def("poly1305_mac(Tensor message, Tensor key) -> Tensor");
   // The ChaCha20-Poly1305 tag (RFC 8439 section 2.8): Poly1305 under one_time_key of
   // aad | pad16 | ciphertext | pad16 | le64(len aad) | le64(len ciphertext), without building it.
+  // On CUDA, ciphertext may stay on the device (aad and one_time_key are host tensors): the
+  // blocks are absorbed there in chunks and only the chunk sums come back. The tag is a host tensor.
   m.def("chacha20_poly1305_tag(Tensor aad, Tensor ciphertext, Tensor one_time_key) -> Tensor");
+  // RFC 8439 AEAD encryption: (ciphertext on data's device, 16-byte host tag). key: 32 uint8 on
+  // the CPU or data's device; nonce and aad: uint8 host tensors.
+  m.def("chacha20_poly1305_encrypt(Tensor data, Tensor key, Tensor nonce, Tensor aad) -> (Tensor, Tensor)");
+  // Internal: Poly1305 of each chunk of `chunk_blocks` whole 16-byte blocks of message, from a zero
+  // accumulator, as int64 (chunks, 3) limbs of 44/44/42 bits (value mod 2^130-5).
+  m.def("_poly1305_chunk_sums(Tensor message, Tensor one_time_key, int chunk_blocks) -> Tensor");
 }

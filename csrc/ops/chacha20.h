@@ -35,4 +35,22 @@ at::Tensor prepare_chacha20_xor(const at::Tensor& data, const at::Tensor& key, c
 // returns it contiguous.
 at::Tensor checked_host_bytes(const char* op, const char* name, const at::Tensor& t, int64_t bytes);
 
+// A checked request for featperm::_poly1305_chunk_sums: the whole 16-byte blocks of `message`
+// (contiguous, on its device) split into chunks of `chunk_blocks`.
+struct Poly1305Chunks {
+  at::Tensor message;
+  int64_t blocks;
+  int64_t chunk_blocks;
+  int64_t chunks;
+  uint32_t r_words[4];
+};
+
+// Validates the arguments, returns the output (int64, chunks x 3, on message's device).
+at::Tensor prepare_poly1305_chunk_sums(const at::Tensor& message, const at::Tensor& one_time_key,
+                                       int64_t chunk_blocks, Poly1305Chunks& plan);
+
+// Chunk size the AEAD tag uses for `blocks` blocks: at most about 16384 chunks (few enough to
+// join on the host quickly), at least 64 blocks each.
+int64_t poly1305_chunk_blocks_for(int64_t blocks);
+
 }  // namespace featperm::ops

@@ -14,6 +14,7 @@
 
 #include "ops/chacha20.h"
 #include "ops/common/chacha20.h"
+#include "ops/common/poly1305_chunks.h"
 #include "ops/cpu/chacha20_cpu.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/poly1305.h"
@@ -123,22 +124,38 @@ at::Tensor chacha20_poly1305_tag_cpu(const at::Tensor& aad, const at::Tensor& ci
   mac.pad_to_block();
   poly1305_update_parallel(mac, c.const_data_ptr<uint8_t>(), static_cast<size_t>(c.numel()));
   mac.pad_to_block();
-  uint8_t lengths[16];
-  const uint64_t aad_bytes = static_cast<uint64_t>(a.numel()), ct_bytes = static_cast<uint64_t>(c.numel());
-  for (int i = 0; i < 8; ++i) {
-    lengths[i] = static_cast<uint8_t>(aad_bytes >> (8 * i));
-    lengths[8 + i] = static_cast<uint8_t>(ct_bytes >> (8 * i));
-  }
-  mac.update(lengths, sizeof(lengths));
+  mac.update_lengths(static_cast<uint64_t>(a.numel()), static_cast<uint64_t>(c.numel()));
   at::Tensor tag = tag_tensor(k);
   mac.finish(tag.data_ptr<uint8_t>());
   return tag;
+}
+
+// The CPU twin of the CUDA chunk kernel (same shared code): used by tests to check the chunked
+// evaluation against the reference on any machine.
+at::Tensor poly1305_chunk_sums_cpu(const at::Tensor& message, const at::Tensor& one_time_key, int64_t chunk_blocks) {
+  Poly1305Chunks plan;
+  at::Tensor out = prepare_poly1305_chunk_sums(message, one_time_key, chunk_blocks, plan);
+  if (plan.chunks == 0) return out;
+  const poly1305::R26 key = poly1305::clamped_r(plan.r_words);
+  const uint8_t* m = plan.message.const_data_ptr<uint8_t>();
+  int64_t* sums = out.data_ptr<int64_t>();
+  auto load = [m](int64_t block, uint32_t (&w)[4]) { std::memcpy(w, m + block * poly1305::kBlockBytes, 16); };
+  at::parallel_for(0, plan.chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      uint64_t limbs[3];
+      const int64_t first = c * plan.chunk_blocks;
+      poly1305::chunk_sum(load, first, std::min(plan.chunk_blocks, plan.blocks - first), key, limbs);
+      for (int i = 0; i < 3; ++i) sums[3 * c + i] = static_cast<int64_t>(limbs[i]);
+    }
+  });
+  return out;
 }
 
 }  // namespace
 }  // namespace featperm::ops
 
 TORCH_LIBRARY_IMPL(featperm, CPU, m) {
+  m.impl("_poly1305_chunk_sums", &featperm::ops::poly1305_chunk_sums_cpu);
   m.impl("chacha20_xor", &featperm::ops::chacha20_xor_cpu);
   m.impl("poly1305_mac", &featperm::ops::poly1305_mac_cpu);
   m.impl("chacha20_poly1305_tag", &featperm::ops::chacha20_poly1305_tag_cpu);

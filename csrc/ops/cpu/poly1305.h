@@ -9,6 +9,9 @@
 
 #include <array>
 
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/poly1305_ifma.h"
+
 namespace featperm::cpu {
 
 class Poly1305 {
@@ -28,10 +31,12 @@ class Poly1305 {
     r_[1] = ((t0 >> 44) | (t1 << 20)) & 0xfffffc0ffffULL;
     r_[2] = (t1 >> 24) & 0x00ffffffc0fULL;
     Limbs power = r_;
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < 8; ++i) {
       if (i > 0) power = multiply(power, r_);
-      r_powers_[i] = Factor(power);
+      if (i < 4) r_powers_[i] = Factor(power);
+      for (int k = 0; k < 3; ++k) ifma_powers_[3 * i + k] = power[k];
     }
+    use_ifma_ = cpu::active_isa() == cpu::Isa::kAvx512Gfni && ifma_supported();
     pad_[0] = load_le64(key + 16);
     pad_[1] = load_le64(key + 24);
   }
@@ -63,6 +68,14 @@ class Poly1305 {
     std::memset(buffer_ + buffered_, 0, kBlockBytes - buffered_);
     blocks(buffer_, kBlockBytes, kHiBit);
     buffered_ = 0;
+  }
+
+  // The AEAD's last block: le64(aad bytes) | le64(ciphertext bytes) (RFC 8439 section 2.8).
+  void update_lengths(uint64_t aad_bytes, uint64_t ciphertext_bytes) {
+    uint8_t lengths[16];
+    store_le64(lengths, aad_bytes);
+    store_le64(lengths + 8, ciphertext_bytes);
+    update(lengths, sizeof(lengths));
   }
 
   // a * b mod 2^130-5, partially reduced. Limb products stay below 2^97 and a dozen of them
@@ -153,6 +166,12 @@ class Poly1305 {
   // Four blocks at a time: h' = (h + m1) r^4 + m2 r^3 + m3 r^2 + m4 r, one reduction for all
   // four. The products are independent, so they overlap instead of waiting on each other.
   void absorb(Limbs& h, const uint8_t* m, size_t bytes, uint64_t hibit) const {
+    if (use_ifma_ && hibit == kHiBit && bytes >= kIfmaMinBytes) {  // eight blocks per step
+      const size_t groups = bytes / (8 * kBlockBytes);
+      poly1305_absorb_ifma(h.data(), m, groups, ifma_powers_);
+      m += groups * 8 * kBlockBytes;
+      bytes -= groups * 8 * kBlockBytes;
+    }
     for (; bytes >= 4 * kBlockBytes; bytes -= 4 * kBlockBytes, m += 4 * kBlockBytes) {
       u128 d[3] = {0, 0, 0};
       for (int k = 0; k < 4; ++k) {
@@ -206,8 +225,16 @@ class Poly1305 {
     return {t0 & kMask44, ((t0 >> 44) | (t1 << 20)) & kMask44, ((t1 >> 24) & kMask42) | hibit};
   }
 
+  static bool ifma_supported() {
+    static const bool supported = poly1305_ifma_supported();
+    return supported;
+  }
+  static constexpr size_t kIfmaMinBytes = 256;
+
   Limbs r_;
   Factor r_powers_[4];  // r, r^2, r^3, r^4
+  uint64_t ifma_powers_[24];  // r^1 .. r^8, three limbs each, for the AVX-512 IFMA kernel
+  bool use_ifma_ = false;
   uint64_t pad_[2];
   Limbs h_ = {0, 0, 0};
   uint8_t buffer_[kBlockBytes];

@@ -25,3 +25,20 @@ struct ChaCha20Launch {
 cudaError_t launch_chacha20_xor(const ChaCha20Launch& args);
 
 }  // namespace featperm::cuda
+
+namespace featperm::cuda {
+
+struct Poly1305ChunksLaunch {
+  const uint8_t* message;  // device pointer
+  int64_t blocks;          // whole 16-byte blocks to absorb, > 0
+  int64_t chunk_blocks;    // blocks per chunk (the last chunk may be shorter)
+  uint32_t r_words[4];     // the first 16 bytes of the one-time key, little-endian words
+  int64_t* out;            // device pointer: ceil(blocks / chunk_blocks) x 3 limbs (44/44/42 bits)
+  int device;
+  cudaStream_t stream;
+};
+
+// Enqueues the chunk sums (ops/common/poly1305_chunks.h) on args.stream; no synchronisation.
+cudaError_t launch_poly1305_chunk_sums(const Poly1305ChunksLaunch& args);
+
+}  // namespace featperm::cuda
