@@ -37,6 +37,8 @@ MiB = 1 << 20
 
 
 def u8(data: bytes, device="cpu") -> torch.Tensor:
+    if not data:  # torch.frombuffer refuses an empty buffer on torch 2.11
+        return torch.empty(0, dtype=torch.uint8, device=device)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
 
 

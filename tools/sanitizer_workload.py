@@ -25,7 +25,31 @@ def check_shuffle_bits():
                            featperm.unshuffle_bits(x, keys).view(featperm.integer_view_dtype(dtype)))
 
 
-CHECKS = [check_shuffle_bits]
+def check_block_shuffle():
+    for (n, c, h, w, m) in ((2, 3, 4, 6, 2), (1, 64, 8, 8, 4), (1, 2048, 4, 4, 4), (3, 5, 6, 6, 3)):
+        key = featperm.BlockKey.generate(channels=c, block_size=m)
+        x = torch.randn(n, c, h, w)
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            xc = x.to(memory_format=fmt)
+            got = featperm.block_shuffle(xc.cuda(), key)
+            assert torch.equal(got.cpu(), featperm.block_shuffle(xc, key))
+            y = got.clone()
+            featperm.block_unshuffle_(y, key)
+            assert torch.equal(y.cpu(), xc)
+
+
+def check_chacha20_poly1305():
+    key, nonce = bytes(range(32)), bytes(range(12))
+    for n in (0, 1, 63, 64, 65, 1000, 4099, 1 << 16):
+        data = torch.randint(0, 256, (n,), dtype=torch.uint8)
+        ct_gpu, tag_gpu = featperm.crypto.aead_encrypt(data.cuda(), key, nonce, aad=b"x")
+        ct_cpu, tag_cpu = featperm.crypto.aead_encrypt(data, key, nonce, aad=b"x")
+        assert torch.equal(ct_gpu.cpu(), ct_cpu) and bytes(tag_gpu) == bytes(tag_cpu)
+        back = featperm.crypto.aead_decrypt(ct_gpu, tag_gpu, key, nonce, aad=b"x")
+        assert torch.equal(back.cpu(), data)
+
+
+CHECKS = [check_shuffle_bits, check_block_shuffle, check_chacha20_poly1305]
 
 if __name__ == "__main__":
     for check in CHECKS:
