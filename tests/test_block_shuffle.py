@@ -151,7 +151,9 @@ def test_empty_tensor(device):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cpu_equals_cuda(channels_last, dtype):
-    for c, m, h, w in [(3, 2, 8, 8), (64, 4, 16, 32), (512, 2, 8, 8), (2048, 4, 4, 8)]:
+    # Tiles of several blocks (with a partial last tile), one block per tile in shared memory
+    # (above 48 KiB for 8-byte dtypes: C*M*M = 9216), and global-memory staging (C*M*M = 32768).
+    for c, m, h, w in [(3, 2, 8, 8), (64, 4, 16, 32), (512, 2, 8, 8), (1024, 3, 3, 6), (2048, 4, 4, 8)]:
         key = featperm.BlockKey.generate(channels=c, block_size=m)
         x = as_format(random_words((2, c, h, w), dtype, seed=c), channels_last)
         for op in (featperm.block_shuffle, featperm.block_unshuffle):
