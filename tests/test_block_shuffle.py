@@ -140,6 +140,24 @@ def test_large_block_global_memory_path(device, channels_last):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape, m", [
+    ((1, 2048, 2, 12), 2),   # CPU: tiles of 4 blocks along a row of 6, the last one partial
+    ((2, 3, 14, 6), 2),      # CPU: one tile of 7 full-width block rows
+    ((1, 1, 9, 9), 3),       # one channel
+])
+def test_tile_edges(device, channels_last, shape, m):
+    key = featperm.BlockKey.generate(channels=shape[1], block_size=m)
+    x = as_format(random_words(shape, torch.float32, device, seed=7), channels_last)
+    for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
+        expected = block_shuffle_reference(x.cpu(), key.permutation(), m, inverse=inverse)
+        assert torch.equal(bits(op(x, key).cpu()), bits(expected))
+    z = x.clone()
+    featperm.block_shuffle_(z, key)
+    assert torch.equal(bits(z.cpu()), bits(block_shuffle_reference(x.cpu(), key.permutation(), m)))
+
+
+@pytest.mark.parametrize("device", devices())
 def test_empty_tensor(device):
     key = featperm.BlockKey.generate(channels=3, block_size=2)
     x = torch.empty(0, 3, 4, 4, device=device)
