@@ -17,7 +17,7 @@ from featperm.bits import (
     word_bits,
 )
 from featperm.block import BlockKey, block_shuffle, block_shuffle_, block_unshuffle, block_unshuffle_
-from featperm import models, nn, transforms  # noqa: E402  (submodules)
+from featperm import models, nn, transforms  # submodules: featperm.nn, featperm.transforms, featperm.models
 from featperm.nn import protect, set_key, unprotect
 
 __version__ = "0.1.0"
