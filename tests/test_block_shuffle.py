@@ -196,6 +196,18 @@ def test_opcheck(device, channels_last):
 
 
 @pytest.mark.parametrize("device", devices())
+def test_opcheck_strided_views(device):
+    # Non-dense inputs: the fake kernel must predict the real output strides here too.
+    key = featperm.BlockKey.generate(channels=3, block_size=2).tensor(device)
+    base = torch.randn(2, 3, 6, 12, device=device, dtype=torch.float64)
+    views = [base[:, :, 1:5, ::3], base.transpose(2, 3)[:, :, :4, :6],
+             base.contiguous(memory_format=torch.channels_last)[:, :, :4, 2:8]]
+    for x in views:
+        torch.library.opcheck(torch.ops.featperm.block_shuffle.default, (x, key, 2))
+        torch.library.opcheck(torch.ops.featperm.block_unshuffle.default, (x, key, 2))
+
+
+@pytest.mark.parametrize("device", devices())
 def test_gradcheck_and_gradgradcheck(device):
     key = featperm.BlockKey.generate(channels=2, block_size=2)
     x = torch.randn(2, 2, 4, 4, device=device, dtype=torch.float64, requires_grad=True)
