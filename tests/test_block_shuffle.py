@@ -181,6 +181,47 @@ def test_cpu_equals_cuda(channels_last, dtype):
         assert torch.equal(bits(z.cpu()), bits(featperm.block_shuffle(x, key)))
 
 
+@needs_cuda
+def test_cuda_graph_capture():
+    # No host synchronisation and no pageable copies: the ops can be captured and replayed.
+    key = featperm.BlockKey.generate(channels=8, block_size=2)
+    x = torch.randn(2, 8, 8, 8, device="cuda")
+    expected = featperm.block_shuffle(x, key)  # also caches the key's device copy
+    static = torch.zeros_like(x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs advises
+        featperm.block_shuffle(static, key)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = featperm.block_shuffle(static, key)
+        featperm.block_unshuffle_(out, key)
+        again = featperm.block_shuffle(out, key)
+    static.copy_(x)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, x) and torch.equal(again, expected)
+
+
+@needs_cuda
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_no_full_size_temporaries(channels_last):
+    key = featperm.BlockKey.generate(channels=64, block_size=2)
+    x = as_format(torch.randn(16, 64, 32, 32, device="cuda"), channels_last)  # 4 MiB
+    featperm.block_shuffle_(x, key)  # warm-up: key copy, allocator
+    torch.cuda.synchronize()
+    nbytes = x.numel() * x.element_size()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    featperm.block_shuffle_(x, key)
+    assert torch.cuda.max_memory_allocated() - base < nbytes // 8  # scratch: C*M*M table entries
+    torch.cuda.reset_peak_memory_stats()
+    y = featperm.block_shuffle(x, key)
+    assert torch.cuda.max_memory_allocated() - base < nbytes + nbytes // 8  # the output, no copy of x
+    assert y.stride() == x.stride()
+
+
 # -- registration: opcheck, autograd, torch.compile, export ------------------------------------
 
 @pytest.mark.parametrize("device", devices())
