@@ -119,11 +119,14 @@ void permute_tiles(const BlockRun& run) {
   }
   // Stage position of element i of the g-th TileLayout tile: the tiles' load orders interleaved
   // into memory order ((ch, g, r, column) for NCHW, (g, r, column, ch) for channels_last).
-  const int64_t plane = int64_t{layout.M()} * layout.TW();  // one channel's part of a block row
-  auto stage_position = [&](int64_t g, int64_t i) -> uint32_t {
-    return static_cast<uint32_t>(layout.channels_inner
-        ? g * row_elements + i
-        : (i / plane) * plane * tile_block_rows + g * plane + i % plane);
+  const uint32_t plane = layout.M() * layout.TW();  // one channel's part of a block row
+  const FastDivmod by_plane(plane);                 // (the table is built per call: no 64-bit div)
+  const auto rows_g = static_cast<uint32_t>(tile_block_rows);
+  auto stage_position = [&](uint32_t g, uint32_t i) -> uint32_t {
+    if (layout.channels_inner) return g * static_cast<uint32_t>(row_elements) + i;
+    uint32_t within;
+    const uint32_t ch = by_plane.divmod(i, &within);
+    return (ch * rows_g + g) * plane + within;
   };
   // gather[p]: the stage position that the element at stage position p receives,
   // slot(u[k]) + b * S in the same TileLayout tile.
@@ -133,7 +136,7 @@ void permute_tiles(const BlockRun& run) {
     const BlockCoord e = layout.element_at(i, &col, &block);
     const uint32_t source = layout.slot(source_key[TileLayout::key_index(e, layout.M(), layout.C())]) +
                             block * layout.block_step();
-    for (int64_t g = 0; g < tile_block_rows; ++g) gather[stage_position(g, i)] = stage_position(g, source);
+    for (uint32_t g = 0; g < rows_g; ++g) gather[stage_position(g, i)] = stage_position(g, source);
   }
 
   const Rows in_rows(layout, tile_block_rows, run.src_strides), out_rows(layout, tile_block_rows, run.dst_strides);
