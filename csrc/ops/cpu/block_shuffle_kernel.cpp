@@ -130,13 +130,23 @@ void permute_tiles(const BlockRun& run) {
   };
   // gather[p]: the stage position that the element at stage position p receives,
   // slot(u[k]) + b * S in the same TileLayout tile.
+  // Built per call, so with loops over the coordinates rather than divisions per entry.
+  std::vector<uint32_t> source_slot(positions);
+  for (uint32_t k = 0; k < positions; ++k) source_slot[k] = layout.slot(source_key[k]);
+  const uint32_t C = layout.C(), M = layout.M(), step = layout.block_step();
+  const auto blocks = static_cast<uint32_t>(blocks_per_tile);
   std::vector<uint32_t> gather(elements);
-  for (uint32_t i = 0; i < row_elements; ++i) {
-    uint32_t col, block;
-    const BlockCoord e = layout.element_at(i, &col, &block);
-    const uint32_t source = layout.slot(source_key[TileLayout::key_index(e, layout.M(), layout.C())]) +
-                            block * layout.block_step();
-    for (uint32_t g = 0; g < rows_g; ++g) gather[stage_position(g, i)] = stage_position(g, source);
+  for (uint32_t ch = 0; ch < C; ++ch) {
+    for (uint32_t r = 0; r < M; ++r) {
+      for (uint32_t c = 0; c < M; ++c) {
+        const uint32_t k = TileLayout::key_index(BlockCoord{r, c, ch}, M, C);
+        for (uint32_t b = 0; b < blocks; ++b) {
+          const uint32_t i = layout.position(r, b * M + c, ch);
+          const uint32_t source = source_slot[k] + b * step;
+          for (uint32_t g = 0; g < rows_g; ++g) gather[stage_position(g, i)] = stage_position(g, source);
+        }
+      }
+    }
   }
 
   const Rows in_rows(layout, tile_block_rows, run.src_strides), out_rows(layout, tile_block_rows, run.dst_strides);
