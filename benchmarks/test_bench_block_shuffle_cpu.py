@@ -18,7 +18,6 @@ import featperm
 from featperm.reference import block_shuffle_reference
 
 SHAPES = {"256x64x32x32": (256, 64, 32, 32), "64x256x64x64": (64, 256, 64, 64), "128x512x8x8": (128, 512, 8, 8)}
-SHAPES = {k: v for k, v in SHAPES.items()}
 # The GPU shapes are 64-256 MiB; on a CPU a quarter of the batch keeps a run short.
 CPU_BATCH_DIVISOR = 4
 

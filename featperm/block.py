@@ -51,11 +51,14 @@ def _random_permutation(n: int) -> list:
 
 def _check_permutation(perm: torch.Tensor, what: str) -> None:
     n = perm.numel()
-    ok = torch.sort(perm).values == torch.arange(n, device=perm.device)
+    ordered = torch.sort(perm).values
+    ok = ordered == torch.arange(n, device=perm.device)
     if not bool(ok.all()):  # one host synchronisation for a device tensor
         first = int((~ok).nonzero()[0, 0])
-        raise ValueError(f"{what} is not a permutation of 0..{n - 1} (sorted, position {first} "
-                         f"holds {int(torch.sort(perm).values[first])})")
+        value = int(ordered[first])
+        reason = f"value {value} repeats" if 0 <= value < first else \
+            (f"value {value} is out of range" if not 0 <= value < n else f"value {first} is missing")
+        raise ValueError(f"{what} is not a permutation of 0..{n - 1} ({reason})")
 
 
 class BlockKey:

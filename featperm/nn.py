@@ -206,12 +206,20 @@ def unprotect(model: nn.Module) -> nn.Module:
     return model
 
 
-def set_key(model: nn.Module, key: Union[BlockKey, BitKey, None]) -> nn.Module:
-    """Set the key of every keyed featperm module in ``model`` whose kind matches ``key``
+def set_key(model: nn.Module, key: Union[BlockKey, BitKey, None], at: Optional[str] = None) -> nn.Module:
+    """Set the key of the keyed featperm modules in ``model`` whose kind matches ``key``
     (:class:`BlockShuffle` for a BlockKey, :class:`ShuffleBits` for a BitKey; ``None``: every
-    BlockShuffle becomes the identity). Returns ``model``."""
+    BlockShuffle becomes the identity). ``at`` limits it to the BlockShuffle that
+    :func:`protect` inserted after submodule ``at`` (for models protected at several positions).
+    Returns ``model``."""
     if key is None or isinstance(key, BlockKey):
-        targets = _shuffles(model)
+        if at is not None:
+            shuffle = getattr(model, _child_name(at), None)
+            if not isinstance(shuffle, BlockShuffle):
+                raise ValueError(f"set_key: model is not protected at {at!r}")
+            targets = [shuffle]
+        else:
+            targets = _shuffles(model)
     elif isinstance(key, BitKey):
         targets = [m for m in model.modules() if isinstance(m, ShuffleBits)]
     else:

@@ -133,6 +133,24 @@ def test_key_is_in_neither_state_dict_nor_pickle(images):
         assert torch.equal(other(images), expected)
 
 
+def test_several_positions_with_their_own_keys(images):
+    model = fresh_model()
+    key1 = featperm.BlockKey.generate(channels=64, block_size=2)
+    key3 = featperm.BlockKey.generate(channels=256, block_size=2)
+    with torch.no_grad():
+        expected_first = manual_forward(model, images, "layer1", key1)  # before the hooks exist
+    featperm.protect(featperm.protect(model, at="layer1", key=key1), at="layer3", key=key3)
+    with torch.no_grad():
+        both = model(images)
+        featperm.set_key(model, None, at="layer3")
+        assert torch.equal(model(images), expected_first)
+        assert not torch.equal(both, expected_first)
+        featperm.set_key(model, key3, at="layer3")
+        assert torch.equal(model(images), both)
+    with pytest.raises(ValueError, match="not protected at 'layer2'"):
+        featperm.set_key(model, key3, at="layer2")
+
+
 def test_deepcopy_keeps_the_key(images):
     key = featperm.BlockKey.generate(channels=64, block_size=2)
     model = featperm.protect(fresh_model(), at="conv1", key=key)

@@ -140,6 +140,24 @@ def test_large_block_global_memory_path(device, channels_last):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape, m", [
+    ((1, 2048, 2, 12), 2),   # CPU: tiles of 4 blocks along a row of 6, the last one partial
+    ((2, 3, 14, 6), 2),      # CPU: one tile of 7 full-width block rows
+    ((1, 1, 9, 9), 3),       # one channel
+])
+def test_tile_edges(device, channels_last, shape, m):
+    key = featperm.BlockKey.generate(channels=shape[1], block_size=m)
+    x = as_format(random_words(shape, torch.float32, device, seed=7), channels_last)
+    for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
+        expected = block_shuffle_reference(x.cpu(), key.permutation(), m, inverse=inverse)
+        assert torch.equal(bits(op(x, key).cpu()), bits(expected))
+    z = x.clone()
+    featperm.block_shuffle_(z, key)
+    assert torch.equal(bits(z.cpu()), bits(block_shuffle_reference(x.cpu(), key.permutation(), m)))
+
+
+@pytest.mark.parametrize("device", devices())
 def test_empty_tensor(device):
     key = featperm.BlockKey.generate(channels=3, block_size=2)
     x = torch.empty(0, 3, 4, 4, device=device)
@@ -151,7 +169,9 @@ def test_empty_tensor(device):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cpu_equals_cuda(channels_last, dtype):
-    for c, m, h, w in [(3, 2, 8, 8), (64, 4, 16, 32), (512, 2, 8, 8), (2048, 4, 4, 8)]:
+    # Tiles of several blocks (with a partial last tile), one block per tile in shared memory
+    # (above 48 KiB for 8-byte dtypes: C*M*M = 9216), and global-memory staging (C*M*M = 32768).
+    for c, m, h, w in [(3, 2, 8, 8), (64, 4, 16, 32), (512, 2, 8, 8), (1024, 3, 3, 6), (2048, 4, 4, 8)]:
         key = featperm.BlockKey.generate(channels=c, block_size=m)
         x = as_format(random_words((2, c, h, w), dtype, seed=c), channels_last)
         for op in (featperm.block_shuffle, featperm.block_unshuffle):
@@ -159,6 +179,47 @@ def test_cpu_equals_cuda(channels_last, dtype):
         z = x.cuda()
         featperm.block_shuffle_(z, key)
         assert torch.equal(bits(z.cpu()), bits(featperm.block_shuffle(x, key)))
+
+
+@needs_cuda
+def test_cuda_graph_capture():
+    # No host synchronisation and no pageable copies: the ops can be captured and replayed.
+    key = featperm.BlockKey.generate(channels=8, block_size=2)
+    x = torch.randn(2, 8, 8, 8, device="cuda")
+    expected = featperm.block_shuffle(x, key)  # also caches the key's device copy
+    static = torch.zeros_like(x)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs advises
+        featperm.block_shuffle(static, key)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = featperm.block_shuffle(static, key)
+        featperm.block_unshuffle_(out, key)
+        again = featperm.block_shuffle(out, key)
+    static.copy_(x)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, x) and torch.equal(again, expected)
+
+
+@needs_cuda
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cuda_no_full_size_temporaries(channels_last):
+    key = featperm.BlockKey.generate(channels=64, block_size=2)
+    x = as_format(torch.randn(16, 64, 32, 32, device="cuda"), channels_last)  # 4 MiB
+    featperm.block_shuffle_(x, key)  # warm-up: key copy, allocator
+    torch.cuda.synchronize()
+    nbytes = x.numel() * x.element_size()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    featperm.block_shuffle_(x, key)
+    assert torch.cuda.max_memory_allocated() - base < nbytes // 8  # scratch: C*M*M table entries
+    torch.cuda.reset_peak_memory_stats()
+    y = featperm.block_shuffle(x, key)
+    assert torch.cuda.max_memory_allocated() - base < nbytes + nbytes // 8  # the output, no copy of x
+    assert y.stride() == x.stride()
 
 
 # -- registration: opcheck, autograd, torch.compile, export ------------------------------------
@@ -173,6 +234,18 @@ def test_opcheck(device, channels_last):
     for op in (torch.ops.featperm.block_shuffle_, torch.ops.featperm.block_unshuffle_):
         x = as_format(torch.randn(2, 3, 4, 6, device=device), channels_last)
         torch.library.opcheck(op.default, (x, key, 2))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_opcheck_strided_views(device):
+    # Non-dense inputs: the fake kernel must predict the real output strides here too.
+    key = featperm.BlockKey.generate(channels=3, block_size=2).tensor(device)
+    base = torch.randn(2, 3, 6, 12, device=device, dtype=torch.float64)
+    views = [base[:, :, 1:5, ::3], base.transpose(2, 3)[:, :, :4, :6],
+             base.contiguous(memory_format=torch.channels_last)[:, :, :4, 2:8]]
+    for x in views:
+        torch.library.opcheck(torch.ops.featperm.block_shuffle.default, (x, key, 2))
+        torch.library.opcheck(torch.ops.featperm.block_unshuffle.default, (x, key, 2))
 
 
 @pytest.mark.parametrize("device", devices())

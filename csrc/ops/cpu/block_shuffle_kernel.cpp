@@ -18,31 +18,32 @@ namespace featperm::ops {
 namespace {
 
 // Staging buffer per task: with its gather table, small enough to stay in a core's L1/L2.
-constexpr int64_t kStageBytes = 64 * 1024;
+constexpr int64_t kStageBytes = 128 * 1024;
 // Bytes per parallel task.
 constexpr int64_t kGrainBytes = 256 * 1024;
 
-// A tile in load order is a sequence of `rows` rows of `row_length` elements that are evenly
-// spaced in memory (`inner` apart): the (ch, r) rows of W columns for NCHW, the (r, column) pixels
-// of C channels for channels_last. row_offset[q] is row q's offset from the tile's origin.
-// Consecutive rows that continue each other in memory (the M rows of a full-width NCHW tile, the
-// pixels of a channels_last tile) also form longer `runs` (first row, row count), which full tiles
-// copy in one go: W is often small, and per-row overhead would dominate.
+// A tile of `block_rows` (G) block rows, in load order, is a sequence of `rows` rows of
+// `row_length` elements that are evenly spaced in memory (`inner` apart): the (ch, g, r) rows of TW
+// columns for NCHW, the (g, r, column) pixels of C channels for channels_last. row_offset[q] is
+// row q's offset from the tile's origin. Consecutive rows that continue each other in memory (the
+// G*M rows of a channel in a full-width NCHW tile, the pixels of a channels_last tile) also form
+// longer `runs` (first row, row count), which full tiles copy in one go: W is often small, and
+// per-row overhead would dominate.
 struct Rows {
   int64_t rows, row_length, inner;
   std::vector<int64_t> row_offset;
   std::vector<std::pair<int64_t, int64_t>> runs;
 
-  Rows(const TileLayout& layout, const Strides4& s) {
-    const int64_t C = layout.C(), M = layout.M(), TW = layout.TW();
+  Rows(const TileLayout& layout, int64_t block_rows, const Strides4& s) {
+    const int64_t C = layout.C(), image_rows = block_rows * layout.M(), TW = layout.TW();
     if (layout.channels_inner) {
-      rows = M * TW, row_length = C, inner = s.c;
-      for (int64_t r = 0; r < M; ++r)
+      rows = image_rows * TW, row_length = C, inner = s.c;
+      for (int64_t r = 0; r < image_rows; ++r)
         for (int64_t col = 0; col < TW; ++col) row_offset.push_back(r * s.h + col * s.w);
     } else {
-      rows = C * M, row_length = TW, inner = s.w;
+      rows = C * image_rows, row_length = TW, inner = s.w;
       for (int64_t ch = 0; ch < C; ++ch)
-        for (int64_t r = 0; r < M; ++r) row_offset.push_back(ch * s.c + r * s.h);
+        for (int64_t r = 0; r < image_rows; ++r) row_offset.push_back(ch * s.c + r * s.h);
     }
     for (int64_t q = 0; q < rows; ++q) {
       if (!runs.empty()) {
@@ -76,8 +77,8 @@ inline void gather_out(const Word* stage, const uint32_t* index, int64_t n, Word
 }
 
 // The CPU kernel copies each tile to the stage as is and gathers it back (decryption gathers
-// with the inverse key: no scatter, so both directions run the same loops). gather[i] is the
-// stage position that load-order element i receives: slot(u[k_i]) + b_i * S, u = v or v^-1.
+// with the inverse key: no scatter, so both directions run the same loops). A CPU tile is G
+// TileLayout tiles stacked vertically (G > 1 only for full-width tiles), staged in memory order.
 template <int Bytes, bool Inverse>
 void permute_tiles(const BlockRun& run) {
   using Word = typename WordOf<Bytes>::type;
@@ -85,11 +86,25 @@ void permute_tiles(const BlockRun& run) {
   const int64_t blocks_per_row = run.w / m, block_rows = run.h / m;
   const int64_t block_elements = run.c * m * m;
   const int64_t blocks_per_tile = std::clamp<int64_t>(kStageBytes / (block_elements * Bytes), 1, blocks_per_row);
+  // G: several full-width block rows when they fit the stage (G divides the block rows, so that
+  // no tile is cut at the bottom).
+  int64_t tile_block_rows = 1;
+  if (blocks_per_tile == blocks_per_row) {
+    const int64_t row_bytes = block_elements * blocks_per_row * Bytes;
+    for (int64_t g = std::min(block_rows, kStageBytes / row_bytes); g > 1; --g) {
+      if (block_rows % g == 0) {
+        tile_block_rows = g;
+        break;
+      }
+    }
+  }
   const TileLayout layout(static_cast<uint32_t>(run.c), static_cast<uint32_t>(m),
                           static_cast<uint32_t>(blocks_per_tile), run.channels_inner);
   const int64_t tiles_per_row = (blocks_per_row + blocks_per_tile - 1) / blocks_per_tile;
-  const int64_t tiles = run.n * block_rows * tiles_per_row;
-  const auto elements = static_cast<uint32_t>(layout.tile_elements());
+  const int64_t tile_rows = block_rows / tile_block_rows;
+  const int64_t tiles = run.n * tile_rows * tiles_per_row;
+  const int64_t row_elements = layout.tile_elements();             // one block row of the tile
+  const int64_t elements = row_elements * tile_block_rows;
 
   const int64_t* key = run.key->const_data_ptr<int64_t>();
   const auto positions = static_cast<uint32_t>(block_elements);
@@ -102,15 +117,39 @@ void permute_tiles(const BlockRun& run) {
       source_key[k] = vk;
     }
   }
+  // Stage position of element i of the g-th TileLayout tile: the tiles' load orders interleaved
+  // into memory order ((ch, g, r, column) for NCHW, (g, r, column, ch) for channels_last).
+  const uint32_t plane = layout.M() * layout.TW();  // one channel's part of a block row
+  const FastDivmod by_plane(plane);                 // (the table is built per call: no 64-bit div)
+  const auto rows_g = static_cast<uint32_t>(tile_block_rows);
+  auto stage_position = [&](uint32_t g, uint32_t i) -> uint32_t {
+    if (layout.channels_inner) return g * static_cast<uint32_t>(row_elements) + i;
+    uint32_t within;
+    const uint32_t ch = by_plane.divmod(i, &within);
+    return (ch * rows_g + g) * plane + within;
+  };
+  // gather[p]: the stage position that the element at stage position p receives,
+  // slot(u[k]) + b * S in the same TileLayout tile.
+  // Built per call, so with loops over the coordinates rather than divisions per entry.
+  std::vector<uint32_t> source_slot(positions);
+  for (uint32_t k = 0; k < positions; ++k) source_slot[k] = layout.slot(source_key[k]);
+  const uint32_t C = layout.C(), M = layout.M(), step = layout.block_step();
+  const auto blocks = static_cast<uint32_t>(blocks_per_tile);
   std::vector<uint32_t> gather(elements);
-  for (uint32_t i = 0; i < elements; ++i) {
-    uint32_t col, block;
-    const BlockCoord e = layout.element_at(i, &col, &block);
-    gather[i] = layout.slot(source_key[TileLayout::key_index(e, layout.M(), layout.C())]) +
-                block * layout.block_step();
+  for (uint32_t ch = 0; ch < C; ++ch) {
+    for (uint32_t r = 0; r < M; ++r) {
+      for (uint32_t c = 0; c < M; ++c) {
+        const uint32_t k = TileLayout::key_index(BlockCoord{r, c, ch}, M, C);
+        for (uint32_t b = 0; b < blocks; ++b) {
+          const uint32_t i = layout.position(r, b * M + c, ch);
+          const uint32_t source = source_slot[k] + b * step;
+          for (uint32_t g = 0; g < rows_g; ++g) gather[stage_position(g, i)] = stage_position(g, source);
+        }
+      }
+    }
   }
 
-  const Rows in_rows(layout, run.src_strides), out_rows(layout, run.dst_strides);
+  const Rows in_rows(layout, tile_block_rows, run.src_strides), out_rows(layout, tile_block_rows, run.dst_strides);
   const Word* src = static_cast<const Word*>(run.src);
   Word* dst = static_cast<Word*>(run.dst);
   const Strides4 is = run.src_strides, os = run.dst_strides;
@@ -121,7 +160,7 @@ void permute_tiles(const BlockRun& run) {
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t tile_col = tile % tiles_per_row;
       const int64_t rest = tile / tiles_per_row;
-      const int64_t block_row = rest % block_rows, n = rest / block_rows;
+      const int64_t block_row = (rest % tile_rows) * tile_block_rows, n = rest / tile_rows;
       const int64_t first_block = tile_col * blocks_per_tile;
       const int64_t columns = std::min(blocks_per_tile, blocks_per_row - first_block) * m;
       const Word* in = src + n * is.n + block_row * m * is.h + first_block * m * is.w;
@@ -137,7 +176,7 @@ void permute_tiles(const BlockRun& run) {
         }
         continue;
       }
-      // A partial last tile has shorter NCHW rows, or fewer channels_last pixels per image row.
+      // A partial last tile (G = 1) has shorter NCHW rows, or fewer channels_last pixels per row.
       const bool pixels = layout.channels_inner;
       const int64_t length = pixels ? in_rows.row_length : columns;
       for (int64_t q = 0; q < in_rows.rows; ++q) {
