@@ -101,6 +101,14 @@ class BlockKey:
         perm = _random_permutation(channels * block_size * block_size)
         return cls(torch.tensor(perm, dtype=torch.int64), channels=channels, block_size=block_size)
 
+    @classmethod
+    def derive(cls, secret: bytes, label, context=b"", *, channels: int, block_size: int) -> "BlockKey":
+        """The key derived from a master secret for (label, context): HKDF-SHA256 driving
+        Fisher-Yates, domain-separated from every other kind and shape (see :mod:`featperm.keys`).
+        The same inputs always give the same key."""
+        from featperm.keys import derive_block_key
+        return derive_block_key(secret, label, context, channels=channels, block_size=block_size)
+
     @property
     def channels(self) -> int:
         return self._channels

@@ -74,23 +74,30 @@ class _KeyedModule(nn.Module):
                 "set_key(model, None) runs the model without the transform")
         return self._key
 
+    # Plain attributes that hold key material: never pickled, kept by deepcopy.
+    _secret_attributes = ("_key",)
+
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_key", None)  # never pickle key material
+        for name in self._secret_attributes:
+            if state.get(name) is not None:  # None (no transform, no sealer) holds no secret
+                del state[name]  # never pickle key material
         return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if "_key" not in self.__dict__:
-            object.__setattr__(self, "_key", _KEY_NOT_LOADED)
+        for name in self._secret_attributes:
+            if name not in self.__dict__:
+                object.__setattr__(self, name, _KEY_NOT_LOADED)
 
     def __deepcopy__(self, memo):
         # An in-memory copy keeps the key (only serialisation drops it).
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
-        state = {name: value for name, value in self.__dict__.items() if name != "_key"}
+        state = {name: value for name, value in self.__dict__.items() if name not in self._secret_attributes}
         clone.__dict__.update(copy.deepcopy(state, memo))
-        object.__setattr__(clone, "_key", self._key)
+        for name in self._secret_attributes:
+            object.__setattr__(clone, name, self.__dict__[name])
         return clone
 
 
@@ -120,26 +127,46 @@ class BlockShuffle(_KeyedModule):
 
 class ShuffleBits(_KeyedModule):
     """Encrypts its input with :func:`featperm.shuffle_bits` (e.g. as the last layer of a feature
-    extractor: the model then outputs ciphertext). ``as_integer`` returns the integer view."""
+    extractor: the model then outputs ciphertext). ``as_integer`` returns the integer view.
+
+    With a ``sealer`` (a :class:`featperm.crypto.Sealer`), the output is then sealed with
+    ChaCha20-Poly1305 under a fresh nonce (the cascade the ShuffleBits paper suggests): forward
+    returns the sealed container (``bytearray``), which opens with
+    ``featperm.crypto.open_shuffled(sealed, bit_key, sealer.key(), aad)``. Like the bit key, the
+    sealer (and its AEAD key) is never pickled with the module.
+    """
 
     _key_type = BitKey
+    _secret_attributes = ("_key", "_sealer")
 
-    def __init__(self, key: Optional[BitKey], as_integer: bool = False):
+    def __init__(self, key: Optional[BitKey], as_integer: bool = False, sealer=None, aad: bytes = b""):
         super().__init__(key)
         self.as_integer = bool(as_integer)
+        self.aad = bytes(aad)
+        self.set_sealer(sealer)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def set_sealer(self, sealer) -> None:
+        from featperm.crypto import Sealer
+        if sealer is not None and not isinstance(sealer, Sealer):
+            raise TypeError(f"ShuffleBits.set_sealer: expected a featperm.crypto.Sealer or None, "
+                            f"got {type(sealer).__name__}")
+        object.__setattr__(self, "_sealer", sealer)
+
+    def forward(self, x: torch.Tensor):
         key = self._require_key()
-        if key is None:
-            return x
-        return shuffle_bits(x, key, as_integer=self.as_integer)
+        y = x if key is None else shuffle_bits(x, key, as_integer=self.as_integer)
+        if self._sealer is _KEY_NOT_LOADED:
+            raise KeyNotLoadedError("ShuffleBits has no sealer: sealers (and their keys) are not saved "
+                                    "with a model. Set it again with module.set_sealer(sealer)")
+        return y if self._sealer is None else self._sealer.seal(y, aad=self.aad)
 
     def extra_repr(self) -> str:
+        sealed = ", sealed" if self._sealer not in (None, _KEY_NOT_LOADED) else ""
         if self._key is _KEY_NOT_LOADED:
-            return f"key=<not loaded>, as_integer={self.as_integer}"
+            return f"key=<not loaded>, as_integer={self.as_integer}{sealed}"
         if self._key is None:
-            return f"key=None, as_integer={self.as_integer}"
-        return f"bits={self._key.bits}, as_integer={self.as_integer}"
+            return f"key=None, as_integer={self.as_integer}{sealed}"
+        return f"bits={self._key.bits}, as_integer={self.as_integer}{sealed}"
 
 
 # -- protecting a model -------------------------------------------------------------------------

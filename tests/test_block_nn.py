@@ -195,3 +195,30 @@ def test_block_shuffle_module_trains(images):
     loss = F.cross_entropy(model(images), torch.tensor([1, 2]))
     loss.backward()
     assert model.conv1.weight.grad is not None and bool(model.conv1.weight.grad.abs().sum() > 0)
+
+
+def test_shuffle_bits_module_emits_sealed_output(images):
+    # The cascade as a layer: ShuffleBits, then ChaCha20-Poly1305 under fresh nonces.
+    bit_key = featperm.BitKey.generate(32)
+    sealer = featperm.crypto.Sealer()
+    layer = ShuffleBits(bit_key, as_integer=True, sealer=sealer, aad=b"model-v1")
+    features = images.flatten(1)
+    first, second = layer(features), layer(features)
+    assert isinstance(first, bytearray) and first != second  # a new nonce per call
+    for sealed in (first, second):
+        opened = featperm.crypto.open_shuffled(sealed, bit_key, sealer.key(), aad=b"model-v1")
+        assert torch.equal(opened.view(torch.int32), features.view(torch.int32))
+    with pytest.raises(featperm.crypto.AuthenticationError):
+        featperm.crypto.open_shuffled(first, bit_key, sealer.key(), aad=b"model-v2")
+    assert "sealed" in repr(layer) and sealer.key().hex() not in repr(layer)
+    # Neither the bit key nor the AEAD key travels with the module.
+    blob = pickle.dumps(layer)
+    assert sealer.key() not in blob
+    loaded = pickle.loads(blob)
+    loaded.set_key(bit_key)
+    with pytest.raises(KeyNotLoadedError, match="no sealer"):
+        loaded(features)
+    loaded.set_sealer(sealer)
+    assert isinstance(loaded(features), bytearray)
+    with pytest.raises(TypeError, match="Sealer"):
+        layer.set_sealer(b"\x00" * 32)

@@ -489,9 +489,9 @@ def test_request_keys_errors_and_no_key_material():
 # -- BlockKey (featperm.block is merged separately) -----------------------------------------------------
 
 def test_block_keys(tmp_path):
-    block = pytest.importorskip("featperm.block")
     key = keys.derive_block_key(SECRET, "blocks", "req", channels=3, block_size=4)
-    assert isinstance(key, block.BlockKey)
+    assert isinstance(key, featperm.BlockKey)
+    assert featperm.BlockKey.derive(SECRET, "blocks", "req", channels=3, block_size=4) == key
     assert key.channels == 3 and key.block_size == 4
     assert key.permutation().tolist() == keys.derive_permutation(
         SECRET, "blocks", "req", n=48, kind="BlockKey", shape=(3, 4))

@@ -52,7 +52,9 @@ def check_chacha20_poly1305():
 CHECKS = [check_shuffle_bits, check_block_shuffle, check_chacha20_poly1305]
 
 if __name__ == "__main__":
-    for check in CHECKS:
+    import sys
+    selected = [c for c in CHECKS if c.__name__ in sys.argv[1:]] or CHECKS
+    for check in selected:
         check()
         print(check.__name__, "ok")
     torch.cuda.synchronize()
