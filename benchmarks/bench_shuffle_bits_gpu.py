@@ -101,11 +101,11 @@ def bench_size(nbytes, dtype, reps):
     # Large tensors: device throughput (batches of calls); small ones: per-call latency.
     batch = 1 if nbytes <= (1 << 20) else (10 if nbytes <= (256 << 20) else 3)
     rows = time_round_robin(fns, reps, batch=batch)
-    if nbytes <= (1 << 20):
-        # Small tensors: the times above include the host's per-call overhead (what a caller
-        # sees); a CUDA graph of 20 calls, replayed, gives the GPU time per call alone.
-        for name in ("clone", "featperm out-of-place", "featperm in-place"):
-            rows[f"{name} (GPU time, graph replay)"] = graph_time_ms(fns[name], reps)
+    # A CUDA graph of back-to-back calls, replayed, gives the GPU time per call with no host
+    # overhead at all (for small tensors the times above are dominated by it).
+    graph_calls = 20 if nbytes <= (64 << 20) else 3
+    for name in ("clone", "featperm out-of-place", "featperm in-place"):
+        rows[f"{name} (GPU time, graph replay)"] = graph_time_ms(fns[name], max(5, reps // 4), graph_calls)
     if nbytes <= (64 << 20):
         rows.update(time_round_robin(
             {"peer per-bit reference, eager": lambda: shuffle_bits_reference(x, key_t)}, max(3, reps // 20), warmup=1))
