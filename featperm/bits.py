@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from featperm import _library  # noqa: F401  (loads the compiled ops)
+from featperm._permutation_key import PermutationKey
 
 __all__ = [
     "BitKey",
@@ -68,7 +69,7 @@ def _check_permutation_rows(perm: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} is not a permutation of 0..{n - 1}{where}")
 
 
-class BitKey:
+class BitKey(PermutationKey):
     """A ShuffleBits key: a permutation ``f`` of the bit positions ``0..n-1`` of an n-bit word.
 
     ``f[i] = f(i)``: encryption moves input bit ``i`` (bit 0 = least significant, bit ``n-1`` =
@@ -78,7 +79,7 @@ class BitKey:
     The repr shows no key material; ``permutation()`` returns it explicitly.
     """
 
-    __slots__ = ("_perm", "_on_device")
+    __slots__ = ()
 
     def __init__(self, f: Union[Sequence[int], Sequence[Sequence[int]], torch.Tensor, "BitKey"]):
         if isinstance(f, BitKey):
@@ -94,8 +95,7 @@ class BitKey:
         if perm.dim() == 2 and perm.shape[0] == 0:
             raise ValueError("BitKey: a per-sample key needs at least one row")
         _check_permutation_rows(perm, "BitKey: f")
-        self._perm = perm
-        self._on_device = {}
+        self._set_permutation(perm)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -162,40 +162,16 @@ class BitKey:
         """Number of per-sample rows, or None for a single key."""
         return int(self._perm.shape[0]) if self._perm.dim() == 2 else None
 
-    def permutation(self) -> torch.Tensor:
-        """A copy of the key material f (int64, CPU)."""
-        return self._perm.clone()
-
     def inverse(self) -> "BitKey":
         """The decryption key f^-1 (``shuffle_bits(y, k.inverse()) == unshuffle_bits(y, k)``)."""
         inv = torch.empty_like(self._perm)
         inv.scatter_(-1, self._perm, torch.arange(self.bits).expand_as(self._perm).contiguous())
         return BitKey(inv)
 
-    def tensor(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
-        """The key as an int64 tensor on ``device``, cached: after the first call for a device,
-        using the key there needs no host-to-device copy (e.g. inside CUDA graph capture)."""
-        cached = self._on_device.get(device)
-        if cached is not None:  # fast path: a torch.device seen before (e.g. x.device)
-            return cached
-        device = torch.device("cpu" if device is None else device)
-        if device.type == "cpu":
-            return self._perm
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        cached = self._on_device.get(device)
-        if cached is None:
-            cached = self._perm.to(device)
-            self._on_device[device] = cached
-        return cached
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BitKey):
             return NotImplemented
-        return self._perm.shape == other._perm.shape and secrets.compare_digest(
-            self._perm.numpy().tobytes(), other._perm.numpy().tobytes())
-
-    __hash__ = None  # keys are compared, never used as dict keys (their hash would be key-derived)
+        return self._same_permutation(other)
 
     def __repr__(self) -> str:
         rows = "" if self.samples is None else f", samples={self.samples}"

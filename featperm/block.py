@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from featperm import _library  # noqa: F401  (loads the compiled ops)
+from featperm._permutation_key import PermutationKey
 
 __all__ = [
     "BlockKey",
@@ -61,7 +62,7 @@ def _check_permutation(perm: torch.Tensor, what: str) -> None:
         raise ValueError(f"{what} is not a permutation of 0..{n - 1} ({reason})")
 
 
-class BlockKey:
+class BlockKey(PermutationKey):
     """A block-shuffle key: a permutation ``v`` of the ``C*M*M`` positions of a block.
 
     ``BlockKey(v, channels=C, block_size=M)``; ``v[k]`` is the input position that lands at output
@@ -69,7 +70,7 @@ class BlockKey:
     no key material; :meth:`permutation` returns it explicitly. Pickling a key pickles ``v``.
     """
 
-    __slots__ = ("_perm", "_channels", "_block_size", "_on_device")
+    __slots__ = ("_channels", "_block_size")
 
     def __init__(self, v: Union[Sequence[int], torch.Tensor], *, channels: int, block_size: int):
         channels, block_size = int(channels), int(block_size)
@@ -86,10 +87,9 @@ class BlockKey:
                              f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}")
         perm = perm.to("cpu", torch.int64).contiguous().clone()
         _check_permutation(perm, "BlockKey: v")
-        self._perm = perm
+        self._set_permutation(perm)
         self._channels = channels
         self._block_size = block_size
-        self._on_device = {}
 
     @classmethod
     def generate(cls, *, channels: int, block_size: int) -> "BlockKey":
@@ -117,37 +117,17 @@ class BlockKey:
     def block_size(self) -> int:
         return self._block_size
 
-    def permutation(self) -> torch.Tensor:
-        """A copy of the key material ``v`` (int64, CPU, length C*M*M)."""
-        return self._perm.clone()
-
     def inverse(self) -> "BlockKey":
         """The key that undoes this one: ``block_shuffle(y, k.inverse()) == block_unshuffle(y, k)``."""
         inv = torch.empty_like(self._perm)
         inv[self._perm] = torch.arange(self._perm.numel())
         return BlockKey(inv, channels=self._channels, block_size=self._block_size)
 
-    def tensor(self, device: Union[torch.device, str, None] = None) -> torch.Tensor:
-        """The key as an int64 tensor on ``device``, cached: after the first call for a device,
-        using the key there needs no host-to-device copy (e.g. inside CUDA graph capture)."""
-        device = torch.device("cpu" if device is None else device)
-        if device.type == "cpu":
-            return self._perm
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        cached = self._on_device.get(device)
-        if cached is None:
-            cached = self._perm.to(device)
-            self._on_device[device] = cached
-        return cached
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlockKey):
             return NotImplemented
         return (self._channels == other._channels and self._block_size == other._block_size
-                and secrets.compare_digest(self._perm.numpy().tobytes(), other._perm.numpy().tobytes()))
-
-    __hash__ = None  # compared, never hashed (a hash would be derived from the key)
+                and self._same_permutation(other))
 
     def __repr__(self) -> str:
         return f"BlockKey(channels={self._channels}, block_size={self._block_size})"
