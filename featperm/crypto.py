@@ -142,7 +142,7 @@ def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
     """Poly1305 key: the first 32 bytes of keystream block 0 (RFC 8439 section 2.6), on the host.
 
     Computed where the key is: a host key needs no GPU launch or synchronisation for it."""
-    zeros = torch.zeros(32, dtype=torch.uint8, device=key_t.device)
+    zeros = _ZEROS_32 if key_t.device.type == "cpu" else torch.zeros(32, dtype=torch.uint8, device=key_t.device)
     return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
 
 
@@ -258,7 +258,36 @@ def sealed_header(dtype: torch.dtype, shape) -> bytes:
     return _FIXED_HEADER.pack(_MAGIC, _VERSION, code, len(shape), 0) + struct.pack(f"<{len(shape)}Q", *shape)
 
 
-def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b"") -> bytearray:
+# Offset of the ciphertext inside a CUDA seal's page-locked allocation: the container starts a
+# few bytes in so that the device-to-host copy lands on a 64-byte boundary.
+_CT_ALIGN = 64
+# Read-only input of the one-time-key computation (the op allocates its output; nothing writes here).
+_ZEROS_32 = torch.zeros(32, dtype=torch.uint8)
+
+SealedBytes = Union[bytearray, memoryview]
+
+
+def _container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Tensor:
+    """An uninitialised flat uint8 CPU tensor of ``total`` bytes whose byte ``ct_offset`` (where the
+    ciphertext goes) is ``_CT_ALIGN``-aligned. With ``pin_memory`` it comes from torch's pinned
+    (page-locked) caching host allocator: cached blocks are reused without a new cudaHostAlloc, and
+    the block goes back to that cache when the last reference to the container is dropped."""
+    pad = (-ct_offset) % _CT_ALIGN
+    raw = torch.empty(pad + total, dtype=torch.uint8, pin_memory=pin_memory)
+    return raw[pad:]
+
+
+def _fill_container(out: torch.Tensor, header: bytes, nonce: bytes) -> memoryview:
+    """Write header and nonce into the container tensor ``out``; return a writable byte
+    memoryview of all of it. The memoryview keeps ``out`` (and so its memory) alive."""
+    view = memoryview(out.numpy())  # numpy holds a reference to the tensor: no copy, no dangling view
+    body = len(header) + NONCE_BYTES
+    view[:len(header)] = header
+    view[len(header):body] = nonce
+    return view
+
+
+def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b"") -> SealedBytes:
     """Encrypt and authenticate a tensor of any dtype and shape into a self-describing container.
 
     The tensor's bytes are taken exactly (non-contiguous tensors are gathered as raw bytes; no
@@ -267,7 +296,16 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     the AEAD's associated data, together with ``aad`` (which is not stored: the opener must
     supply it again).
 
-    Returns a ``bytearray`` in the wire format of ``docs/crypto.md``.
+    Returns the container in the wire format of ``docs/crypto.md`` as a writable bytes-like object:
+
+    * a CPU tensor gives a ``bytearray``;
+    * a CUDA tensor gives a ``memoryview`` (format ``"B"``, one dimension) over page-locked host
+      memory from torch's pinned caching allocator. The ciphertext is copied once from the GPU
+      straight into it; header, nonce and tag are written around it. The memoryview owns that
+      memory (it stays valid after later calls) and returns it to torch's pinned cache when it is
+      dropped. ``bytes(sealed)`` makes an ordinary copy; :func:`open_sealed` and any RFC 8439
+      library (e.g. ``cryptography``) accept the memoryview or slices of it directly.
+
     Never seal twice with one (key, nonce): use :class:`Sealer` to have nonces issued for you.
     """
     if not isinstance(tensor, torch.Tensor):
@@ -281,28 +319,52 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     _check_message_bytes(n)
     key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
     aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
-    # Short CUDA tensors are authenticated over the host copy of the ciphertext (one kernel launch
-    # and one synchronisation fewer); everything else in one fused call, with the tag computed
-    # where the ciphertext is (chunked Poly1305 on a GPU).
-    tag_on_host_copy = tensor.device.type != "cpu" and n <= _DEVICE_TAG_MIN_BYTES
-    if tag_on_host_copy:
-        ciphertext, tag = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1), None
-    else:
-        ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t, aad_t)
-        tag = tag_t.numpy().tobytes()
-
-    # The container is allocated once and the ciphertext copied from its device straight into it.
+    nonce_b = nonce_t.numpy().tobytes()
     body = len(header) + NONCE_BYTES
+    if tensor.device.type == "cuda":
+        return _seal_cuda(plain, key_t, nonce_t, aad_t, header, nonce_b)
+
+    # CPU (and any other device): one fused call, then one copy of the ciphertext into the container.
+    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t, aad_t)
     out = bytearray(body + n + TAG_BYTES)
     out[:len(header)] = header
-    out[len(header):body] = nonce_t.numpy().tobytes()
-    ct_host = torch.frombuffer(out, dtype=torch.uint8)[body:body + n]
+    out[len(header):body] = nonce_b
     if n:
-        ct_host.copy_(ciphertext)
-    if tag_on_host_copy:
-        tag = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t))
-    out[body + n:] = tag
+        torch.frombuffer(out, dtype=torch.uint8)[body:body + n].copy_(ciphertext.reshape(-1))
+    out[body + n:] = tag_t.numpy().tobytes()
     return out
+
+
+def _seal_cuda(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_t: torch.Tensor,
+               header: bytes, nonce_b: bytes) -> memoryview:
+    """The CUDA half of :func:`seal`: keystream on the GPU, one non-blocking copy of the ciphertext
+    into a pinned container, the tag where it is cheapest, one synchronisation."""
+    n = plain.numel()
+    body = len(header) + NONCE_BYTES
+    device = plain.device
+    with torch.cuda.device(device):
+        stream = torch.cuda.current_stream(device)
+        ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # on `stream`
+        out = _container_tensor(body + n + TAG_BYTES, body, pin_memory=True)
+        view = _fill_container(out, header, nonce_b)
+        ct_host = out[body:body + n]
+        if n:
+            # Page-locked destination: a true asynchronous DMA on the current stream, straight into
+            # the container (no staging buffer, no second host copy).
+            ct_host.copy_(ciphertext.reshape(-1), non_blocking=True)
+        if n <= _DEVICE_TAG_MIN_BYTES:
+            # Short messages: while the copy is in flight, derive the Poly1305 key on the host, then
+            # authenticate the host copy (no GPU Poly1305 launch, no second synchronisation).
+            otk = _one_time_key(key_t, nonce_t)
+            stream.synchronize()
+            tag = _tag(aad_t, ct_host, otk)
+        else:
+            # Long messages: Poly1305 in chunks on the GPU, queued behind the copy on the same
+            # stream; the op brings the chunk sums back, which waits for the copy too.
+            tag = _tag(aad_t, ciphertext, _one_time_key(key_t, nonce_t))
+            stream.synchronize()  # the copy is complete before the container is handed out
+    view[body + n:] = tag
+    return view
 
 
 def _parse_sealed(sealed: BytesLike):
@@ -460,7 +522,7 @@ class Sealer:
             self._explicit.add(nonce)
         return nonce
 
-    def seal(self, tensor: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None) -> bytearray:
+    def seal(self, tensor: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None) -> SealedBytes:
         """:func:`seal` under this Sealer's key and a fresh nonce."""
         return seal(tensor, self._key, self._claim(nonce), aad)
 
@@ -483,7 +545,7 @@ class Sealer:
 # -- cascade -----------------------------------------------------------------------------------
 
 def seal_shuffled(x: torch.Tensor, bit_key, aead_key: BytesLike, nonce: BytesLike,
-                  aad: BytesLike = b"") -> bytearray:
+                  aad: BytesLike = b"") -> SealedBytes:
     """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``: ShuffleBits, then real encryption.
 
     The ShuffleBits step (Ni, Huttunen, Rahtu 2021) is kept for compatibility with systems that
