@@ -318,14 +318,15 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     n = plain.numel()
     _check_message_bytes(n)
     key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
-    aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
+    aad_b = header + _as_bytes(aad, "aad")  # checked before anything is launched
     nonce_b = nonce_t.numpy().tobytes()
-    body = len(header) + NONCE_BYTES
     if tensor.device.type == "cuda":
-        return _seal_cuda(plain, key_t, nonce_t, aad_t, header, nonce_b)
+        return _seal_to_host(plain, key_t, nonce_t, aad_b, header, nonce_b)
 
     # CPU (and any other device): one fused call, then one copy of the ciphertext into the container.
-    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t, aad_t)
+    body = len(header) + NONCE_BYTES
+    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t,
+                                                                   _host_bytes_tensor(aad_b, "aad"))
     out = bytearray(body + n + TAG_BYTES)
     out[:len(header)] = header
     out[len(header):body] = nonce_b
@@ -335,34 +336,43 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     return out
 
 
-def _seal_cuda(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_t: torch.Tensor,
-               header: bytes, nonce_b: bytes) -> memoryview:
+def _seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_b: bytes,
+                  header: bytes, nonce_b: bytes) -> memoryview:
     """The CUDA half of :func:`seal`: keystream on the GPU, one non-blocking copy of the ciphertext
-    into a pinned container, the tag where it is cheapest, one synchronisation."""
+    into a pinned container, the tag where it is cheapest, one synchronisation. Host work that does
+    not feed the copy (header, nonce, aad, Poly1305 key) runs while the GPU works.
+
+    With a CPU ``plain`` the same steps run synchronously into unpinned memory (the tests use this
+    to check the container assembly without a GPU; :func:`seal` itself keeps its ``bytearray`` path
+    for CPU tensors)."""
     n = plain.numel()
     body = len(header) + NONCE_BYTES
-    device = plain.device
-    with torch.cuda.device(device):
-        stream = torch.cuda.current_stream(device)
-        ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # on `stream`
-        out = _container_tensor(body + n + TAG_BYTES, body, pin_memory=True)
-        view = _fill_container(out, header, nonce_b)
-        ct_host = out[body:body + n]
-        if n:
-            # Page-locked destination: a true asynchronous DMA on the current stream, straight into
-            # the container (no staging buffer, no second host copy).
-            ct_host.copy_(ciphertext.reshape(-1), non_blocking=True)
-        if n <= _DEVICE_TAG_MIN_BYTES:
-            # Short messages: while the copy is in flight, derive the Poly1305 key on the host, then
-            # authenticate the host copy (no GPU Poly1305 launch, no second synchronisation).
-            otk = _one_time_key(key_t, nonce_t)
+    on_cuda = plain.device.type == "cuda"
+    # The ops and copy_ set the device themselves; the stream is the current one of plain's device.
+    stream = torch.cuda.current_stream(plain.device) if on_cuda else None
+    ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # queued on `stream`
+    out = _container_tensor(body + n + TAG_BYTES, body, pin_memory=on_cuda)
+    ct_host = out[body:body + n]
+    if n:
+        # Page-locked destination: a true asynchronous DMA on the current stream, straight into
+        # the container (no staging buffer, no second host copy).
+        ct_host.copy_(ciphertext.reshape(-1), non_blocking=True)
+    # In the copy's shadow: header and nonce (bytes the copy does not touch), aad, Poly1305 key.
+    view = _fill_container(out, header, nonce_b)
+    aad_t = _host_bytes_tensor(aad_b, "aad")
+    otk = _one_time_key(key_t, nonce_t)  # on the host for a host key: no launch, no sync
+    if n <= _DEVICE_TAG_MIN_BYTES:
+        # Short messages: authenticate the host copy once it has landed (no GPU Poly1305 launch,
+        # no second synchronisation).
+        if stream is not None:
             stream.synchronize()
-            tag = _tag(aad_t, ct_host, otk)
-        else:
-            # Long messages: Poly1305 in chunks on the GPU, queued behind the copy on the same
-            # stream; the op brings the chunk sums back, which waits for the copy too.
-            tag = _tag(aad_t, ciphertext, _one_time_key(key_t, nonce_t))
-            stream.synchronize()  # the copy is complete before the container is handed out
+        tag = _tag(aad_t, ct_host, otk)
+    else:
+        # Long messages: Poly1305 in chunks on the GPU, queued behind the copy on the same stream;
+        # only chunk sums come back.
+        tag = _tag(aad_t, ciphertext, otk)
+        if stream is not None:
+            stream.synchronize()  # the copy has completed before the container is handed out
     view[body + n:] = tag
     return view
 
