@@ -265,6 +265,22 @@ _CT_ALIGN = 64
 _ZEROS_32 = torch.zeros(32, dtype=torch.uint8)
 
 SealedBytes = Union[bytearray, memoryview]
+# seal() of a CUDA tensor above _DEVICE_TAG_MIN_BYTES: copy the ciphertext to the host on a side
+# stream, so that the DMA overlaps the GPU Poly1305 and the host join of its chunk sums. False:
+# the copy and the tag are queued one after the other on the current stream.
+_COPY_ON_SIDE_STREAM = True
+_SIDE_STREAMS = {}
+_SIDE_STREAMS_LOCK = threading.Lock()
+
+
+def _side_stream(device: torch.device):
+    """One side stream per CUDA device for seal()'s copies (created once, shared by threads: each
+    waits only for its own work through events, and synchronising it waits at most for theirs)."""
+    with _SIDE_STREAMS_LOCK:
+        stream = _SIDE_STREAMS.get(device.index)
+        if stream is None:
+            stream = _SIDE_STREAMS[device.index] = torch.cuda.Stream(device=device)
+    return stream
 
 
 def _container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Tensor:
@@ -350,29 +366,38 @@ def _seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tenso
     on_cuda = plain.device.type == "cuda"
     # The ops and copy_ set the device themselves; the stream is the current one of plain's device.
     stream = torch.cuda.current_stream(plain.device) if on_cuda else None
+    device_tag = n > _DEVICE_TAG_MIN_BYTES
+    copy_stream = _side_stream(plain.device) if on_cuda and device_tag and _COPY_ON_SIDE_STREAM else stream
     ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # queued on `stream`
     out = _container_tensor(body + n + TAG_BYTES, body, pin_memory=on_cuda)
     ct_host = out[body:body + n]
     if n:
-        # Page-locked destination: a true asynchronous DMA on the current stream, straight into
-        # the container (no staging buffer, no second host copy).
-        ct_host.copy_(ciphertext.reshape(-1), non_blocking=True)
+        # Page-locked destination: a true asynchronous DMA, straight into the container (no
+        # staging buffer, no second host copy).
+        flat = ciphertext.reshape(-1)
+        if copy_stream is not stream:
+            copy_stream.wait_stream(stream)  # starts once the keystream kernel has written flat
+            with torch.cuda.stream(copy_stream):
+                ct_host.copy_(flat, non_blocking=True)
+            flat.record_stream(copy_stream)  # its memory is not reused before the copy has read it
+        else:
+            ct_host.copy_(flat, non_blocking=True)
     # In the copy's shadow: header and nonce (bytes the copy does not touch), aad, Poly1305 key.
     view = _fill_container(out, header, nonce_b)
     aad_t = _host_bytes_tensor(aad_b, "aad")
     otk = _one_time_key(key_t, nonce_t)  # on the host for a host key: no launch, no sync
-    if n <= _DEVICE_TAG_MIN_BYTES:
+    if not device_tag:
         # Short messages: authenticate the host copy once it has landed (no GPU Poly1305 launch,
         # no second synchronisation).
         if stream is not None:
             stream.synchronize()
         tag = _tag(aad_t, ct_host, otk)
     else:
-        # Long messages: Poly1305 in chunks on the GPU, queued behind the copy on the same stream;
-        # only chunk sums come back.
+        # Long messages: Poly1305 in chunks on the GPU (current stream; only chunk sums come back,
+        # joined on the host) while the copy runs on the side stream, or after it on one stream.
         tag = _tag(aad_t, ciphertext, otk)
-        if stream is not None:
-            stream.synchronize()  # the copy has completed before the container is handed out
+        if copy_stream is not None:
+            copy_stream.synchronize()  # the copy has completed before the container is handed out
     view[body + n:] = tag
     return view
 

@@ -677,8 +677,10 @@ def test_streamed_container_opens_with_cryptography_without_copying():
 
 
 @needs_cuda
-@pytest.mark.parametrize("numel", [0, 5, 2048, 300_000, (1 << 20) // 4 + 1])
-def test_seal_cuda_returns_pinned_memoryview(numel):
+@pytest.mark.parametrize("numel", [0, 5, 2048, 300_000, (1 << 20) // 4 + 1, 5_000_003])
+@pytest.mark.parametrize("side_stream", [True, False], ids=["copy-on-side-stream", "one-stream"])
+def test_seal_cuda_returns_pinned_memoryview(numel, side_stream, monkeypatch):
+    monkeypatch.setattr(crypto, "_COPY_ON_SIDE_STREAM", side_stream)
     key, nonce = os.urandom(32), os.urandom(12)
     x = torch.randn(numel, device="cuda")
     sealed = featperm.seal(x, key, nonce, b"a")
