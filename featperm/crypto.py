@@ -289,7 +289,14 @@ def _container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Ten
     (page-locked) caching host allocator: cached blocks are reused without a new cudaHostAlloc, and
     the block goes back to that cache when the last reference to the container is dropped."""
     pad = (-ct_offset) % _CT_ALIGN
-    raw = torch.empty(pad + total, dtype=torch.uint8, pin_memory=pin_memory)
+    try:
+        raw = torch.empty(pad + total, dtype=torch.uint8, pin_memory=pin_memory)
+    except RuntimeError as exc:  # e.g. page-locking refused (memlock limit): correct, only slower
+        if not pin_memory:
+            raise
+        warnings.warn(f"featperm.seal: page-locked host memory unavailable ({exc}); the container "
+                      "uses ordinary memory and the device-to-host copy is slower", RuntimeWarning)
+        raw = torch.empty(pad + total, dtype=torch.uint8)
     return raw[pad:]
 
 

@@ -9,6 +9,7 @@ ChaCha20-Poly1305 in both directions.
 
 import os
 import struct
+import warnings
 
 import pytest
 import torch
@@ -625,6 +626,19 @@ def test_container_tensor_aligns_the_ciphertext(ct_offset):
     out = crypto._container_tensor(total, ct_offset, pin_memory=False)
     assert out.dtype == torch.uint8 and out.dim() == 1 and out.numel() == total and out.is_contiguous()
     assert (out.data_ptr() + ct_offset) % crypto._CT_ALIGN == 0
+
+
+def test_container_tensor_pinned_request_always_gives_a_usable_buffer():
+    # Pinned where page-locking works (a CUDA machine); otherwise ordinary memory and a warning.
+    pinnable = torch.cuda.is_available()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = crypto._container_tensor(20 + 4096 + 16, 20, pin_memory=True)
+    assert out.numel() == 20 + 4096 + 16 and (out.data_ptr() + 20) % crypto._CT_ALIGN == 0
+    assert out.is_pinned() == pinnable
+    assert any("page-locked" in str(w.message) for w in caught) != pinnable
+    out.fill_(7)
+    assert bytes(memoryview(out.numpy())) == b"\x07" * out.numel()
 
 
 def test_fill_container_view_owns_its_memory():
