@@ -142,7 +142,7 @@ def _one_time_key(key_t: torch.Tensor, nonce_t: torch.Tensor) -> torch.Tensor:
     """Poly1305 key: the first 32 bytes of keystream block 0 (RFC 8439 section 2.6), on the host.
 
     Computed where the key is: a host key needs no GPU launch or synchronisation for it."""
-    zeros = torch.zeros(32, dtype=torch.uint8, device=key_t.device)
+    zeros = _ZEROS_32 if key_t.device.type == "cpu" else torch.zeros(32, dtype=torch.uint8, device=key_t.device)
     return torch.ops.featperm.chacha20_xor(zeros, key_t, nonce_t, 0).cpu()
 
 
@@ -258,7 +258,59 @@ def sealed_header(dtype: torch.dtype, shape) -> bytes:
     return _FIXED_HEADER.pack(_MAGIC, _VERSION, code, len(shape), 0) + struct.pack(f"<{len(shape)}Q", *shape)
 
 
-def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b"") -> bytearray:
+# Offset of the ciphertext inside a CUDA seal's page-locked allocation: the container starts a
+# few bytes in so that the device-to-host copy lands on a 64-byte boundary.
+_CT_ALIGN = 64
+# Read-only input of the one-time-key computation (the op allocates its output; nothing writes here).
+_ZEROS_32 = torch.zeros(32, dtype=torch.uint8)
+
+SealedBytes = Union[bytearray, memoryview]
+# seal() of a CUDA tensor above _DEVICE_TAG_MIN_BYTES: copy the ciphertext to the host on a side
+# stream, so that the DMA overlaps the GPU Poly1305 and the host join of its chunk sums. False:
+# the copy and the tag are queued one after the other on the current stream.
+_COPY_ON_SIDE_STREAM = True
+_SIDE_STREAMS = {}
+_SIDE_STREAMS_LOCK = threading.Lock()
+
+
+def _side_stream(device: torch.device):
+    """One side stream per CUDA device for seal()'s copies (created once, shared by threads: each
+    waits only for its own work through events, and synchronising it waits at most for theirs)."""
+    with _SIDE_STREAMS_LOCK:
+        stream = _SIDE_STREAMS.get(device.index)
+        if stream is None:
+            stream = _SIDE_STREAMS[device.index] = torch.cuda.Stream(device=device)
+    return stream
+
+
+def _container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Tensor:
+    """An uninitialised flat uint8 CPU tensor of ``total`` bytes whose byte ``ct_offset`` (where the
+    ciphertext goes) is ``_CT_ALIGN``-aligned. With ``pin_memory`` it comes from torch's pinned
+    (page-locked) caching host allocator: cached blocks are reused without a new cudaHostAlloc, and
+    the block goes back to that cache when the last reference to the container is dropped."""
+    pad = (-ct_offset) % _CT_ALIGN
+    try:
+        raw = torch.empty(pad + total, dtype=torch.uint8, pin_memory=pin_memory)
+    except RuntimeError as exc:  # e.g. page-locking refused (memlock limit): correct, only slower
+        if not pin_memory:
+            raise
+        warnings.warn(f"featperm.seal: page-locked host memory unavailable ({exc}); the container "
+                      "uses ordinary memory and the device-to-host copy is slower", RuntimeWarning)
+        raw = torch.empty(pad + total, dtype=torch.uint8)
+    return raw[pad:]
+
+
+def _fill_container(out: torch.Tensor, header: bytes, nonce: bytes) -> memoryview:
+    """Write header and nonce into the container tensor ``out``; return a writable byte
+    memoryview of all of it. The memoryview keeps ``out`` (and so its memory) alive."""
+    view = memoryview(out.numpy())  # numpy holds a reference to the tensor: no copy, no dangling view
+    body = len(header) + NONCE_BYTES
+    view[:len(header)] = header
+    view[len(header):body] = nonce
+    return view
+
+
+def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b"") -> SealedBytes:
     """Encrypt and authenticate a tensor of any dtype and shape into a self-describing container.
 
     The tensor's bytes are taken exactly (non-contiguous tensors are gathered as raw bytes; no
@@ -267,7 +319,16 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     the AEAD's associated data, together with ``aad`` (which is not stored: the opener must
     supply it again).
 
-    Returns a ``bytearray`` in the wire format of ``docs/crypto.md``.
+    Returns the container in the wire format of ``docs/crypto.md`` as a writable bytes-like object:
+
+    * a CPU tensor gives a ``bytearray``;
+    * a CUDA tensor gives a ``memoryview`` (format ``"B"``, one dimension) over page-locked host
+      memory from torch's pinned caching allocator. The ciphertext is copied once from the GPU
+      straight into it; header, nonce and tag are written around it. The memoryview owns that
+      memory (it stays valid after later calls) and returns it to torch's pinned cache when it is
+      dropped. ``bytes(sealed)`` makes an ordinary copy; :func:`open_sealed` and any RFC 8439
+      library (e.g. ``cryptography``) accept the memoryview or slices of it directly.
+
     Never seal twice with one (key, nonce): use :class:`Sealer` to have nonces issued for you.
     """
     if not isinstance(tensor, torch.Tensor):
@@ -280,29 +341,72 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
     n = plain.numel()
     _check_message_bytes(n)
     key_t, nonce_t = _key_tensor(key, tensor.device), _nonce_tensor(nonce)
-    aad_t = _host_bytes_tensor(header + _as_bytes(aad, "aad"), "aad")
-    # Short CUDA tensors are authenticated over the host copy of the ciphertext (one kernel launch
-    # and one synchronisation fewer); everything else in one fused call, with the tag computed
-    # where the ciphertext is (chunked Poly1305 on a GPU).
-    tag_on_host_copy = tensor.device.type != "cpu" and n <= _DEVICE_TAG_MIN_BYTES
-    if tag_on_host_copy:
-        ciphertext, tag = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1), None
-    else:
-        ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t, aad_t)
-        tag = tag_t.numpy().tobytes()
+    aad_b = header + _as_bytes(aad, "aad")  # checked before anything is launched
+    nonce_b = nonce_t.numpy().tobytes()
+    if tensor.device.type == "cuda":
+        return _seal_to_host(plain, key_t, nonce_t, aad_b, header, nonce_b)
 
-    # The container is allocated once and the ciphertext copied from its device straight into it.
+    # CPU (and any other device): one fused call, then one copy of the ciphertext into the container.
     body = len(header) + NONCE_BYTES
+    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t,
+                                                                   _host_bytes_tensor(aad_b, "aad"))
     out = bytearray(body + n + TAG_BYTES)
     out[:len(header)] = header
-    out[len(header):body] = nonce_t.numpy().tobytes()
-    ct_host = torch.frombuffer(out, dtype=torch.uint8)[body:body + n]
+    out[len(header):body] = nonce_b
     if n:
-        ct_host.copy_(ciphertext)
-    if tag_on_host_copy:
-        tag = _tag(aad_t, ct_host, _one_time_key(key_t, nonce_t))
-    out[body + n:] = tag
+        torch.frombuffer(out, dtype=torch.uint8)[body:body + n].copy_(ciphertext.reshape(-1))
+    out[body + n:] = tag_t.numpy().tobytes()
     return out
+
+
+def _seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_b: bytes,
+                  header: bytes, nonce_b: bytes) -> memoryview:
+    """The CUDA half of :func:`seal`: keystream on the GPU, one non-blocking copy of the ciphertext
+    into a pinned container, the tag where it is cheapest, one synchronisation. Host work that does
+    not feed the copy (header, nonce, aad, Poly1305 key) runs while the GPU works.
+
+    With a CPU ``plain`` the same steps run synchronously into unpinned memory (the tests use this
+    to check the container assembly without a GPU; :func:`seal` itself keeps its ``bytearray`` path
+    for CPU tensors)."""
+    n = plain.numel()
+    body = len(header) + NONCE_BYTES
+    on_cuda = plain.device.type == "cuda"
+    # The ops and copy_ set the device themselves; the stream is the current one of plain's device.
+    stream = torch.cuda.current_stream(plain.device) if on_cuda else None
+    device_tag = n > _DEVICE_TAG_MIN_BYTES
+    copy_stream = _side_stream(plain.device) if on_cuda and device_tag and _COPY_ON_SIDE_STREAM else stream
+    ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # queued on `stream`
+    out = _container_tensor(body + n + TAG_BYTES, body, pin_memory=on_cuda)
+    ct_host = out[body:body + n]
+    if n:
+        # Page-locked destination: a true asynchronous DMA, straight into the container (no
+        # staging buffer, no second host copy).
+        flat = ciphertext.reshape(-1)
+        if copy_stream is not stream:
+            copy_stream.wait_stream(stream)  # starts once the keystream kernel has written flat
+            with torch.cuda.stream(copy_stream):
+                ct_host.copy_(flat, non_blocking=True)
+            flat.record_stream(copy_stream)  # its memory is not reused before the copy has read it
+        else:
+            ct_host.copy_(flat, non_blocking=True)
+    # In the copy's shadow: header and nonce (bytes the copy does not touch), aad, Poly1305 key.
+    view = _fill_container(out, header, nonce_b)
+    aad_t = _host_bytes_tensor(aad_b, "aad")
+    otk = _one_time_key(key_t, nonce_t)  # on the host for a host key: no launch, no sync
+    if not device_tag:
+        # Short messages: authenticate the host copy once it has landed (no GPU Poly1305 launch,
+        # no second synchronisation).
+        if stream is not None:
+            stream.synchronize()
+        tag = _tag(aad_t, ct_host, otk)
+    else:
+        # Long messages: Poly1305 in chunks on the GPU (current stream; only chunk sums come back,
+        # joined on the host) while the copy runs on the side stream, or after it on one stream.
+        tag = _tag(aad_t, ciphertext, otk)
+        if copy_stream is not None:
+            copy_stream.synchronize()  # the copy has completed before the container is handed out
+    view[body + n:] = tag
+    return view
 
 
 def _parse_sealed(sealed: BytesLike):
@@ -460,7 +564,7 @@ class Sealer:
             self._explicit.add(nonce)
         return nonce
 
-    def seal(self, tensor: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None) -> bytearray:
+    def seal(self, tensor: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None) -> SealedBytes:
         """:func:`seal` under this Sealer's key and a fresh nonce."""
         return seal(tensor, self._key, self._claim(nonce), aad)
 
@@ -483,7 +587,7 @@ class Sealer:
 # -- cascade -----------------------------------------------------------------------------------
 
 def seal_shuffled(x: torch.Tensor, bit_key, aead_key: BytesLike, nonce: BytesLike,
-                  aad: BytesLike = b"") -> bytearray:
+                  aad: BytesLike = b"") -> SealedBytes:
     """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``: ShuffleBits, then real encryption.
 
     The ShuffleBits step (Ni, Huttunen, Rahtu 2021) is kept for compatibility with systems that

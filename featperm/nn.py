@@ -131,7 +131,8 @@ class ShuffleBits(_KeyedModule):
 
     With a ``sealer`` (a :class:`featperm.crypto.Sealer`), the output is then sealed with
     ChaCha20-Poly1305 under a fresh nonce (the cascade the ShuffleBits paper suggests): forward
-    returns the sealed container (``bytearray``), which opens with
+    returns the sealed container (a ``bytearray`` for CPU input, a ``memoryview`` over pinned host
+    memory for CUDA input; see :func:`featperm.crypto.seal`), which opens with
     ``featperm.crypto.open_shuffled(sealed, bit_key, sealer.key(), aad)``. Like the bit key, the
     sealer (and its AEAD key) is never pickled with the module.
     """

@@ -9,6 +9,7 @@ ChaCha20-Poly1305 in both directions.
 
 import os
 import struct
+import warnings
 
 import pytest
 import torch
@@ -609,6 +610,115 @@ def test_seal_cuda_tensor_opens_on_host_and_on_gpu():
     assert bytes(featperm.seal(big, key, nonce, b"aad")) == bytes(featperm.seal(big.cpu(), key, nonce, b"aad"))
 
 
+# -- the CUDA sealing path: container assembly (checked on the CPU too) ---------------------------
+
+def _streamed_seal(x, key, nonce, aad=b""):
+    """crypto._seal_to_host, the path seal() takes for CUDA tensors, driven like seal() drives it."""
+    plain = crypto._tensor_bytes(x.detach())
+    header = crypto.sealed_header(x.dtype, x.shape)
+    key_t, nonce_t = crypto._key_tensor(key, x.device), crypto._nonce_tensor(nonce)
+    return crypto._seal_to_host(plain, key_t, nonce_t, header + aad, header, nonce)
+
+
+@pytest.mark.parametrize("ct_offset", [8 + 12, 8 + 8 + 12, 8 + 8 * 5 + 12, 64, 0, 1000])
+def test_container_tensor_aligns_the_ciphertext(ct_offset):
+    total = ct_offset + 777 + 16
+    out = crypto._container_tensor(total, ct_offset, pin_memory=False)
+    assert out.dtype == torch.uint8 and out.dim() == 1 and out.numel() == total and out.is_contiguous()
+    assert (out.data_ptr() + ct_offset) % crypto._CT_ALIGN == 0
+
+
+def test_container_tensor_pinned_request_always_gives_a_usable_buffer():
+    # Pinned where page-locking works (a CUDA machine); otherwise ordinary memory and a warning.
+    pinnable = torch.cuda.is_available()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = crypto._container_tensor(20 + 4096 + 16, 20, pin_memory=True)
+    assert out.numel() == 20 + 4096 + 16 and (out.data_ptr() + 20) % crypto._CT_ALIGN == 0
+    assert out.is_pinned() == pinnable
+    assert any("page-locked" in str(w.message) for w in caught) != pinnable
+    out.fill_(7)
+    assert bytes(memoryview(out.numpy())) == b"\x07" * out.numel()
+
+
+def test_fill_container_view_owns_its_memory():
+    header = crypto.sealed_header(torch.float32, (3,))
+    out = crypto._container_tensor(len(header) + 12 + 12 + 16, len(header) + 12, pin_memory=False)
+    view = crypto._fill_container(out, header, b"N" * 12)
+    del out
+    for _ in range(20):  # allocations that would reuse the memory if the view did not hold it
+        torch.full((len(header) + 40,), 0xAB, dtype=torch.uint8)
+    assert isinstance(view, memoryview) and view.format == "B" and view.ndim == 1 and not view.readonly
+    assert bytes(view[:len(header)]) == header and bytes(view[len(header):len(header) + 12]) == b"N" * 12
+
+
+@pytest.mark.parametrize("numel", [0, 1, 3, 1000, 70_001])
+@pytest.mark.parametrize("device_tag", [False, True], ids=["host-tag", "device-tag"])
+def test_streamed_seal_matches_seal_and_opens(numel, device_tag, monkeypatch):
+    # device_tag: take the long-message branch (tag over the un-copied ciphertext) at small sizes.
+    monkeypatch.setattr(crypto, "_DEVICE_TAG_MIN_BYTES", -1 if device_tag else 1 << 20)
+    key, nonce = os.urandom(32), os.urandom(12)
+    x = torch.randn(numel, generator=torch.Generator().manual_seed(numel))
+    sealed = _streamed_seal(x, key, nonce, b"ctx")
+    assert isinstance(sealed, memoryview) and len(sealed) == 8 + 8 + 12 + 4 * numel + 16
+    assert bytes(sealed) == bytes(featperm.seal(x, key, nonce, b"ctx"))
+    assert _raw(featperm.open_sealed(sealed, key, b"ctx")) == _raw(x)
+    sealed[len(sealed) // 2] ^= 1  # the memoryview is writable; a flipped bit is caught
+    with pytest.raises(AuthenticationError):
+        featperm.open_sealed(sealed, key, b"ctx")
+
+
+def test_streamed_containers_stay_valid_after_later_calls():
+    key = os.urandom(32)
+    xs = [torch.randn(500, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    nonces = [os.urandom(12) for _ in xs]
+    kept = [_streamed_seal(x, key, n) for x, n in zip(xs, nonces)]
+    for _ in range(5):  # later calls whose containers are dropped at once
+        _streamed_seal(xs[0], key, nonces[0])
+    for x, n, sealed in zip(xs, nonces, kept):
+        assert bytes(sealed) == bytes(featperm.seal(x, key, n))
+
+
+def test_streamed_container_opens_with_cryptography_without_copying():
+    _, _, ChaCha20Poly1305 = _cryptography()
+    key, nonce = os.urandom(32), os.urandom(12)
+    x = torch.randn(4, 33)
+    sealed = _streamed_seal(x, key, nonce, b"req")
+    header_len = 8 + 8 * 2
+    plaintext = ChaCha20Poly1305(key).decrypt(sealed[header_len:header_len + 12], sealed[header_len + 12:],
+                                              bytes(sealed[:header_len]) + b"req")
+    assert plaintext == x.numpy().tobytes()
+
+
+@needs_cuda
+@pytest.mark.parametrize("numel", [0, 5, 2048, 300_000, (1 << 20) // 4 + 1, 5_000_003])
+@pytest.mark.parametrize("side_stream", [True, False], ids=["copy-on-side-stream", "one-stream"])
+def test_seal_cuda_returns_pinned_memoryview(numel, side_stream, monkeypatch):
+    monkeypatch.setattr(crypto, "_COPY_ON_SIDE_STREAM", side_stream)
+    key, nonce = os.urandom(32), os.urandom(12)
+    x = torch.randn(numel, device="cuda")
+    sealed = featperm.seal(x, key, nonce, b"a")
+    assert isinstance(sealed, memoryview) and sealed.format == "B" and not sealed.readonly
+    assert torch.from_numpy(sealed.obj).is_pinned()
+    assert bytes(sealed) == bytes(featperm.seal(x.cpu(), key, nonce, b"a"))
+    assert _raw(featperm.open_sealed(sealed, key, b"a")) == _raw(x.cpu())
+
+
+@needs_cuda
+def test_seal_cuda_containers_stay_valid_after_later_calls_and_on_side_streams():
+    key = os.urandom(32)
+    xs = [torch.randn(n, device="cuda") for n in (10, 2048, 400_000, 2048)]
+    nonces = [os.urandom(12) for _ in xs]
+    kept = [featperm.seal(x, key, n) for x, n in zip(xs, nonces)]
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        for x, n in zip(xs, nonces):  # seals on another stream, containers dropped at once
+            y = x * 1  # produced on the side stream: seal must wait for it
+            assert bytes(featperm.seal(y, key, n)) == bytes(featperm.seal(x.cpu(), key, n))
+    for x, n, sealed in zip(xs, nonces, kept):
+        assert bytes(sealed) == bytes(featperm.seal(x.cpu(), key, n))
+
+
 def _parse_documented_format(sealed: bytes):
     """An independent reader of the wire format as docs/crypto.md describes it."""
     magic, version, code, ndim, reserved = struct.unpack_from("<4sBBBB", sealed, 0)
@@ -743,6 +853,7 @@ def test_seal_shuffled_round_trip(device):
     bit_key = featperm.BitKey.generate(32)
     aead_key, nonce = os.urandom(32), os.urandom(12)
     sealed = crypto.seal_shuffled(x, bit_key, aead_key, nonce, b"ctx")
+    assert isinstance(sealed, memoryview if device == "cuda" else bytearray)
     inner = featperm.open_sealed(sealed, aead_key, b"ctx")
     assert torch.equal(inner.view(torch.int32), featperm.shuffle_bits(x, bit_key).cpu().view(torch.int32))
     out = crypto.open_shuffled(sealed, bit_key, aead_key, b"ctx", device=device)
