@@ -12,11 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define FEATPERM_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FEATPERM_HOST_DEVICE inline
-#endif
+#include "ops/common/host_device.h"
 
 namespace featperm {
 

@@ -23,7 +23,8 @@
 
 #include <cstdint>
 
-#include "ops/common/bit_permutation.h"  // FEATPERM_HOST_DEVICE, WordOf
+#include "ops/common/bit_permutation.h"  // WordOf
+#include "ops/common/host_device.h"
 
 namespace featperm {
 

@@ -13,11 +13,11 @@
 
 #include <cstdint>
 
+#include "ops/common/host_device.h"
+
 #if defined(__CUDACC__)
-#define FEATPERM_HOST_DEVICE __host__ __device__ __forceinline__
 #define FEATPERM_CHACHA_UNROLL(n) _Pragma(n)
 #else
-#define FEATPERM_HOST_DEVICE inline
 #define FEATPERM_CHACHA_UNROLL(n)  // host compilers unroll these short loops on their own
 #endif
 

@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FEATPERM_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define FEATPERM_HOST_DEVICE inline
-#endif
+#include "ops/common/host_device.h"
 
 namespace featperm::poly1305 {
 
