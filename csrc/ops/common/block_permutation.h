@@ -141,6 +141,81 @@ FEATPERM_HOST_DEVICE uint32_t store_position(uint32_t i, uint32_t permuted) {
   return Inverse ? i : permuted;
 }
 
+// Out-of-place gather (CUDA): when source and output share one dense layout (contiguous NCHW, or
+// channels_last) and fewer than 2^31 elements, the output element at linear index e reads the
+// source element at e + delta[position], where `position` is the element's memory-order position
+// inside its block and delta (one int32 per block position, built once per call from the key) the
+// offset from the element to the source element it takes. Forward: output key index k takes input
+// key index v[k]; inverse: output key index v[k] takes input key index k.
+struct GatherLayout {
+  FastDivmod channels;    // C
+  FastDivmod height;      // H
+  FastDivmod width;       // W
+  FastDivmod block_size;  // M
+  bool channels_inner;    // channels_last: memory order (n, h, w, ch)
+
+  GatherLayout() = default;
+  GatherLayout(uint32_t c, uint32_t h, uint32_t w, uint32_t m, bool channels_inner_)
+      : channels(c), height(h), width(w), block_size(m), channels_inner(channels_inner_) {}
+
+  FEATPERM_HOST_DEVICE uint32_t C() const { return channels.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t H() const { return height.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t W() const { return width.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t M() const { return block_size.divisor; }
+  FEATPERM_HOST_DEVICE uint32_t block_elements() const { return C() * M() * M(); }
+
+  FEATPERM_HOST_DEVICE BlockCoord coord_of_key(uint32_t k) const {
+    uint32_t ch, c;
+    const uint32_t rc = channels.divmod(k, &ch);
+    const uint32_t r = block_size.divmod(rc, &c);
+    return {r, c, ch};
+  }
+  // Memory offset of an element from its block's origin (< numel < 2^31).
+  FEATPERM_HOST_DEVICE int32_t offset(const BlockCoord& e) const {
+    return static_cast<int32_t>(channels_inner ? (e.r * W() + e.c) * C() + e.ch
+                                               : (e.ch * H() + e.r) * W() + e.c);
+  }
+  // Memory-order position of an element inside its block (indexes the delta table, so that
+  // neighbouring threads read neighbouring entries).
+  FEATPERM_HOST_DEVICE uint32_t position(const BlockCoord& e) const {
+    return channels_inner ? (e.r * M() + e.c) * C() + e.ch : (e.ch * M() + e.r) * M() + e.c;
+  }
+  // Table entry for key index k and key entry v_k (clamped by the caller).
+  template <bool Inverse>
+  FEATPERM_HOST_DEVICE void delta_entry(uint32_t k, uint32_t v_k, uint32_t* position_out,
+                                        int32_t* delta_out) const {
+    const BlockCoord out = coord_of_key(Inverse ? v_k : k);
+    const BlockCoord in = coord_of_key(Inverse ? k : v_k);
+    *position_out = position(out);
+    *delta_out = offset(in) - offset(out);
+  }
+  // Block positions of the Run elements at linear indices first..first+Run-1, which share one
+  // image row and channel (NCHW: W % Run == 0) or one pixel (channels_last: C % Run == 0) because
+  // first % Run == 0.
+  template <int Run>
+  FEATPERM_HOST_DEVICE void run_positions(uint32_t first, uint32_t* positions) const {
+    uint32_t h, w, ch, r, c;
+    if (channels_inner) {
+      const uint32_t pixel = channels.divmod(first, &ch);
+      height.divmod(width.divmod(pixel, &w), &h);
+      block_size.divmod(h, &r);
+      block_size.divmod(w, &c);
+      const uint32_t p0 = (r * M() + c) * C() + ch;
+      for (int i = 0; i < Run; ++i) positions[i] = p0 + i;
+    } else {
+      const uint32_t row = width.divmod(first, &w);
+      channels.divmod(height.divmod(row, &h), &ch);
+      block_size.divmod(h, &r);
+      block_size.divmod(w, &c);
+      const uint32_t row_position = (ch * M() + r) * M();
+      for (int i = 0; i < Run; ++i) {
+        positions[i] = row_position + c;
+        c = c + 1 == M() ? 0 : c + 1;
+      }
+    }
+  }
+};
+
 // Strides (in elements) of an (N, C, H, W) tensor.
 struct Strides4 {
   int64_t n, c, h, w;

@@ -1,16 +1,25 @@
 // Block-wise shuffle on CUDA. No torch headers here (they make nvcc slow); the torch glue is in
 // block_shuffle_cuda.cpp.
 //
-// One thread block per tile (T adjacent M x M blocks of one block row, all channels; grid-stride
-// over tiles). Phase 1 copies the tile into a staging buffer in load order (memory order of the
-// tensor: along W for NCHW, along C for channels_last, so that a warp's accesses are coalesced);
-// phase 2 writes it back in the same order. One side of the copy is permuted through the key
-// (ops/common/block_permutation.h): encryption gathers in phase 2, decryption scatters in phase 1,
-// so a single kernel template serves both through `Inverse`.
-// The staging buffer is shared memory when one block fits (up to kMaxSharedBytes), otherwise a
-// slice of global scratch per thread block (very large C*M*M, e.g. C=2048, M=4), which mostly
-// stays in L2. Each thread issues kUnroll independent loads before storing, to keep enough bytes
-// in flight to saturate memory bandwidth.
+// Two kernels:
+// * Gather (out of place, source and output in one dense layout, fewer than 2^31 elements: the
+//   forward, inverse and backward ops in practice). Each output element reads exactly one source
+//   element: out[e] = src[e + delta[position(e)]], with a table of C*M*M int32 deltas built from
+//   the key by a small kernel at each call (ops/common/block_permutation.h, GatherLayout). Each
+//   thread writes a run of 16 bytes of consecutive output elements with one vector store; the
+//   gathered reads fall in the same block row, which L1/L2 keep, so DRAM sees about one read and
+//   one write per element, as a copy does. The table is read from shared memory when it fits in
+//   kMaxSharedTableBytes, else through L1.
+// * Staged (in place, and any other strides). One thread block per tile (T adjacent M x M blocks
+//   of one block row, all channels; grid-stride over tiles). Phase 1 copies the tile into a
+//   staging buffer in load order (memory order of the tensor: along W for NCHW, along C for
+//   channels_last, so that a warp's accesses are coalesced); phase 2 writes it back in the same
+//   order. One side of the copy is permuted through the key: encryption gathers in phase 2,
+//   decryption scatters in phase 1, so a single kernel template serves both through `Inverse`.
+//   The staging buffer is shared memory when one block fits (up to kMaxSharedBytes), otherwise a
+//   slice of global scratch per thread block (very large C*M*M, e.g. C=2048, M=4), which mostly
+//   stays in L2. Each thread issues kUnroll independent loads before storing, to keep enough
+//   bytes in flight to saturate memory bandwidth.
 #include "ops/cuda/block_shuffle_launch.h"
 
 #include <algorithm>
@@ -28,6 +37,10 @@ constexpr int64_t kTargetTileBytes = 24 * 1024;
 // One block up to this size is staged in shared memory (opting in above the default 48 KiB).
 constexpr int64_t kMaxSharedBytes = 96 * 1024;
 constexpr uint32_t kSkip = 0xffffffffu;
+// Gather kernel: the delta table is copied to shared memory up to this size (small enough for
+// kGatherBlocksPerMultiprocessor thread blocks of kThreads to be resident), read through L1 above.
+constexpr int64_t kMaxSharedTableBytes = 24 * 1024;
+constexpr int kGatherBlocksPerMultiprocessor = 8;
 
 struct Params {
   const void* src;
@@ -40,22 +53,55 @@ struct Params {
 };
 
 struct Plan {
+  bool gather;           // the gather kernel applies (the rest of the plan is for the staged one)
   int64_t blocks_per_tile;
   int64_t tiles;
   int64_t grid;
   bool global_stage;
   size_t shared_bytes;
-  size_t table_bytes;    // scratch for partner_slot, first
+  size_t table_bytes;    // scratch for partner_slot (staged) or source_delta (gather), first
   size_t scratch_bytes;  // table + global staging
 };
 
 constexpr size_t kScratchAlign = 256;
+
+// Whether src and dst both have the dense strides of the load order (contiguous NCHW, or
+// channels_last); dimensions of size 1 may have any stride.
+bool dense_in_load_order(const BlockShuffleLaunch& a) {
+  const int64_t sizes[4] = {a.n, a.c, a.h, a.w};
+  const int64_t expected[4] = {a.c * a.h * a.w, a.channels_inner ? 1 : a.h * a.w,
+                               a.channels_inner ? a.w * a.c : a.w, a.channels_inner ? a.c : 1};
+  for (const Strides4& s : {a.src_strides, a.dst_strides}) {
+    const int64_t strides[4] = {s.n, s.c, s.h, s.w};
+    for (int d = 0; d < 4; ++d) {
+      if (sizes[d] != 1 && strides[d] != expected[d]) return false;
+    }
+  }
+  return true;
+}
+
+// The gather kernel needs distinct buffers (in place, it would read elements that other threads
+// have already overwritten), one dense layout, and 32-bit linear indices.
+bool gather_applies(const BlockShuffleLaunch& a) {
+  return a.src != a.dst && dense_in_load_order(a) && a.n * a.c * a.h * a.w < (int64_t{1} << 31);
+}
 
 cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   int multiprocessors = 1;
   const cudaError_t err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, a.device);
   if (err != cudaSuccess) return err;
   const int64_t m = a.block_size;
+  plan->table_bytes = (static_cast<size_t>(a.c * m * m) * sizeof(uint32_t) + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
+  plan->gather = gather_applies(a);
+  if (plan->gather) {
+    // Enough resident threads to keep the memory system busy; the grid strides over the rest.
+    const int64_t runs = a.n * a.c * a.h * a.w;  // upper bound on the number of runs
+    plan->grid = std::max<int64_t>(1, std::min<int64_t>((runs + kThreads - 1) / kThreads,
+                                                        int64_t{multiprocessors} * kGatherBlocksPerMultiprocessor));
+    plan->shared_bytes = plan->table_bytes <= static_cast<size_t>(kMaxSharedTableBytes) ? plan->table_bytes : 0;
+    plan->scratch_bytes = plan->table_bytes;
+    return cudaSuccess;
+  }
   const int64_t block_bytes = a.c * m * m * a.element_bytes;
   const int64_t blocks_per_row = a.w / m;
   plan->global_stage = block_bytes > kMaxSharedBytes;
@@ -67,7 +113,6 @@ cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   // over the rest. Global staging: two per multiprocessor, each with its own scratch slice.
   plan->grid = std::min<int64_t>(plan->tiles, int64_t{multiprocessors} * (plan->global_stage ? 2 : 64));
   plan->shared_bytes = plan->global_stage ? 0 : static_cast<size_t>(tile_bytes);
-  plan->table_bytes = (static_cast<size_t>(a.c * m * m) * sizeof(uint32_t) + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
   plan->scratch_bytes = plan->table_bytes + (plan->global_stage ? static_cast<size_t>(plan->grid * tile_bytes) : 0);
   return cudaSuccess;
 }
@@ -159,6 +204,76 @@ __global__ void __launch_bounds__(kThreads) block_shuffle_kernel(const Params p)
   }
 }
 
+// delta[position(out)] = offset(in) - offset(out) for every pair (output element, source element)
+// of a block, once per launch. The inverse scatters into the table: an entry the key misses (an
+// invalid device key) keeps the caller's zero, a copy of the element itself.
+template <bool Inverse>
+__global__ void source_delta_kernel(const int64_t* __restrict__ key, const GatherLayout layout,
+                                    int32_t* __restrict__ source_delta) {
+  const uint32_t positions = layout.block_elements();
+  for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < positions; k += gridDim.x * blockDim.x) {
+    uint32_t position;
+    int32_t delta;
+    layout.delta_entry<Inverse>(k, clamp_key_entry(key[k], positions), &position, &delta);
+    source_delta[position] = delta;
+  }
+}
+
+struct GatherParams {
+  const void* src;
+  void* dst;
+  const int32_t* source_delta;  // C*M*M entries, indexed by position in block
+  GatherLayout layout;
+  uint32_t elements;            // numel < 2^31
+  bool table_in_shared;
+};
+
+// A run of Run consecutive output elements written with one store (16 bytes when Run > 1).
+template <typename Word, int Run>
+union OutputRun {
+  Word word[Run];
+  uint4 vector;
+};
+template <typename Word>
+union OutputRun<Word, 1> {
+  Word word[1];
+};
+
+// Out-of-place gather: each thread writes runs of Run consecutive output elements (grid-stride),
+// each element read from src at its own index plus the table's delta.
+template <int Bytes, int Run>
+__global__ void __launch_bounds__(kThreads) block_gather_kernel(const GatherParams p) {
+  using Word = typename WordOf<Bytes>::type;
+  static_assert(Run == 1 || Run * Bytes == 16, "a run is one element or one 16-byte vector");
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const int32_t* source_delta = p.source_delta;
+  if (p.table_in_shared) {
+    auto* shared_delta = reinterpret_cast<int32_t*>(shared_bytes);
+    for (uint32_t i = threadIdx.x; i < p.layout.block_elements(); i += kThreads) shared_delta[i] = source_delta[i];
+    __syncthreads();
+    source_delta = shared_delta;
+  }
+  const Word* __restrict__ src = static_cast<const Word*>(p.src);
+  Word* __restrict__ dst = static_cast<Word*>(p.dst);
+  const uint32_t runs = p.elements / Run;
+  // runs < 2^31 and the stride < 2^31: no 32-bit overflow.
+  for (uint32_t q = blockIdx.x * kThreads + threadIdx.x; q < runs; q += gridDim.x * kThreads) {
+    const uint32_t first = q * Run;
+    uint32_t positions[Run];
+    p.layout.run_positions<Run>(first, positions);
+    OutputRun<Word, Run> out;
+#pragma unroll
+    for (int i = 0; i < Run; ++i) {
+      out.word[i] = __ldg(src + static_cast<int32_t>(first + i) + source_delta[positions[i]]);
+    }
+    if constexpr (Run == 1) {
+      dst[first] = out.word[0];
+    } else {
+      *reinterpret_cast<uint4*>(dst + first) = out.vector;
+    }
+  }
+}
+
 template <int Bytes, bool Inverse>
 cudaError_t allow_shared_bytes(int device, size_t bytes) {
   // Above 48 KiB a kernel must opt in, once per device and instantiation (host-side call: safe
@@ -173,12 +288,43 @@ cudaError_t allow_shared_bytes(int device, size_t bytes) {
 }
 
 template <int Bytes, bool Inverse>
-cudaError_t launch(const BlockShuffleLaunch& a) {
-  Plan plan;
-  cudaError_t err = make_plan(a, &plan);
+cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
+  GatherParams p;
+  p.src = a.src;
+  p.dst = a.dst;
+  p.layout = GatherLayout(static_cast<uint32_t>(a.c), static_cast<uint32_t>(a.h), static_cast<uint32_t>(a.w),
+                          static_cast<uint32_t>(a.block_size), a.channels_inner);
+  p.elements = static_cast<uint32_t>(a.n * a.c * a.h * a.w);
+  p.table_in_shared = plan.shared_bytes > 0;
+  auto* source_delta = static_cast<int32_t*>(a.scratch);
+  p.source_delta = source_delta;
+  const uint32_t positions = p.layout.block_elements();
+  cudaError_t err = cudaSuccess;
+  if (Inverse) {
+    err = cudaMemsetAsync(source_delta, 0, positions * sizeof(int32_t), a.stream);
+    if (err != cudaSuccess) return err;
+  }
+  const unsigned table_grid = static_cast<unsigned>(std::min<uint32_t>((positions + kThreads - 1) / kThreads, 1024));
+  source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, source_delta);
+  err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  if (a.scratch == nullptr) return cudaErrorInvalidValue;
-  err = allow_shared_bytes<Bytes, Inverse>(a.device, plan.shared_bytes);
+  // 16-byte runs need the run to stay in one row (NCHW) or pixel (channels_last) and an aligned
+  // output; otherwise one element per run.
+  constexpr int kVectorRun = 16 / Bytes;
+  const int64_t inner = a.channels_inner ? a.c : a.w;
+  const bool vector_runs = inner % kVectorRun == 0 && reinterpret_cast<uintptr_t>(a.dst) % 16 == 0;
+  const auto grid = static_cast<unsigned>(plan.grid);
+  if (vector_runs) {
+    block_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
+  } else {
+    block_gather_kernel<Bytes, 1><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+template <int Bytes, bool Inverse>
+cudaError_t launch_staged(const BlockShuffleLaunch& a, const Plan& plan) {
+  cudaError_t err = allow_shared_bytes<Bytes, Inverse>(a.device, plan.shared_bytes);
   if (err != cudaSuccess) return err;
   Params p;
   p.src = a.src;
@@ -203,6 +349,15 @@ cudaError_t launch(const BlockShuffleLaunch& a) {
   if (err != cudaSuccess) return err;
   block_shuffle_kernel<Bytes, Inverse><<<static_cast<unsigned>(plan.grid), kThreads, plan.shared_bytes, a.stream>>>(p);
   return cudaGetLastError();
+}
+
+template <int Bytes, bool Inverse>
+cudaError_t launch(const BlockShuffleLaunch& a) {
+  Plan plan;
+  const cudaError_t err = make_plan(a, &plan);
+  if (err != cudaSuccess) return err;
+  if (a.scratch == nullptr) return cudaErrorInvalidValue;
+  return plan.gather ? launch_gather<Bytes, Inverse>(a, plan) : launch_staged<Bytes, Inverse>(a, plan);
 }
 
 }  // namespace
