@@ -41,6 +41,7 @@ constexpr uint32_t kSkip = 0xffffffffu;
 // kGatherBlocksPerMultiprocessor thread blocks of kThreads to be resident), read through L1 above.
 constexpr int64_t kMaxSharedTableBytes = 24 * 1024;
 constexpr int kGatherBlocksPerMultiprocessor = 8;
+constexpr int64_t kGatherTileBytes = 16 * 1024;
 
 struct Params {
   const void* src;
@@ -86,6 +87,23 @@ bool gather_applies(const BlockShuffleLaunch& a) {
   return a.src != a.dst && dense_in_load_order(a) && a.n * a.c * a.h * a.w < (int64_t{1} << 31);
 }
 
+// Gather tiles: T divides W/M (no partial tiles) and keeps a tile within kGatherTileBytes, so that
+// the tiles of the resident thread blocks stay in L1. Preferred: NCHW tile rows of whole 16-byte
+// runs; at least 32 bytes (one sector) per NCHW tile row when W allows.
+int64_t gather_blocks_per_tile(const BlockShuffleLaunch& a) {
+  const int64_t m = a.block_size, blocks_per_row = a.w / m;
+  const int64_t block_bytes = a.c * m * m * a.element_bytes, vector_run = 16 / a.element_bytes;
+  int64_t best = 1, best_whole_runs = 0;
+  for (int64_t t = 1; t <= blocks_per_row; ++t) {
+    const bool narrow = !a.channels_inner && best * m * a.element_bytes < 32;
+    if (t > 1 && t * block_bytes > kGatherTileBytes && !narrow) break;
+    if (blocks_per_row % t != 0) continue;
+    best = t;
+    if ((t * m) % vector_run == 0) best_whole_runs = t;
+  }
+  return !a.channels_inner && best_whole_runs > 0 ? best_whole_runs : best;
+}
+
 cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   int multiprocessors = 1;
   const cudaError_t err = cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, a.device);
@@ -94,6 +112,7 @@ cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   plan->table_bytes = (static_cast<size_t>(a.c * m * m) * sizeof(uint32_t) + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
   plan->gather = gather_applies(a);
   if (plan->gather) {
+    plan->blocks_per_tile = gather_blocks_per_tile(a);
     // Enough resident threads to keep the memory system busy; the grid strides over the rest.
     const int64_t runs = a.n * a.c * a.h * a.w;  // upper bound on the number of runs
     plan->grid = std::max<int64_t>(1, std::min<int64_t>((runs + kThreads - 1) / kThreads,
@@ -258,9 +277,8 @@ __global__ void __launch_bounds__(kThreads) block_gather_kernel(const GatherPara
   const uint32_t runs = p.elements / Run;
   // runs < 2^31 and the stride < 2^31: no 32-bit overflow.
   for (uint32_t q = blockIdx.x * kThreads + threadIdx.x; q < runs; q += gridDim.x * kThreads) {
-    const uint32_t first = q * Run;
     uint32_t positions[Run];
-    p.layout.run_positions<Run>(first, positions);
+    const uint32_t first = p.layout.run_at<Run>(q, positions);
     OutputRun<Word, Run> out;
 #pragma unroll
     for (int i = 0; i < Run; ++i) {
@@ -292,8 +310,14 @@ cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
   GatherParams p;
   p.src = a.src;
   p.dst = a.dst;
+  // 16-byte runs need a run to stay in one tile row (NCHW) or pixel (channels_last) and an
+  // aligned output; otherwise one element per run.
+  constexpr int kVectorRun = 16 / Bytes;
+  const int64_t run_extent = a.channels_inner ? a.c : plan.blocks_per_tile * a.block_size;
+  const bool vector_runs = run_extent % kVectorRun == 0 && reinterpret_cast<uintptr_t>(a.dst) % 16 == 0;
   p.layout = GatherLayout(static_cast<uint32_t>(a.c), static_cast<uint32_t>(a.h), static_cast<uint32_t>(a.w),
-                          static_cast<uint32_t>(a.block_size), a.channels_inner);
+                          static_cast<uint32_t>(a.block_size), static_cast<uint32_t>(plan.blocks_per_tile),
+                          vector_runs ? kVectorRun : 1, a.channels_inner);
   p.elements = static_cast<uint32_t>(a.n * a.c * a.h * a.w);
   p.table_in_shared = plan.shared_bytes > 0;
   auto* source_delta = static_cast<int32_t*>(a.scratch);
@@ -308,11 +332,6 @@ cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
   source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, source_delta);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  // 16-byte runs need the run to stay in one row (NCHW) or pixel (channels_last) and an aligned
-  // output; otherwise one element per run.
-  constexpr int kVectorRun = 16 / Bytes;
-  const int64_t inner = a.channels_inner ? a.c : a.w;
-  const bool vector_runs = inner % kVectorRun == 0 && reinterpret_cast<uintptr_t>(a.dst) % 16 == 0;
   const auto grid = static_cast<unsigned>(plan.grid);
   if (vector_runs) {
     block_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
