@@ -113,10 +113,9 @@ cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   plan->gather = gather_applies(a);
   if (plan->gather) {
     plan->blocks_per_tile = gather_blocks_per_tile(a);
-    // Enough resident threads to keep the memory system busy; the grid strides over the rest.
-    const int64_t runs = a.n * a.c * a.h * a.w;  // upper bound on the number of runs
-    plan->grid = std::max<int64_t>(1, std::min<int64_t>((runs + kThreads - 1) / kThreads,
-                                                        int64_t{multiprocessors} * kGatherBlocksPerMultiprocessor));
+    // The most thread blocks: enough resident threads to keep the memory system busy; the grid
+    // strides over the rest (launch_gather takes fewer when there are fewer runs).
+    plan->grid = int64_t{multiprocessors} * kGatherBlocksPerMultiprocessor;
     plan->shared_bytes = plan->table_bytes <= static_cast<size_t>(kMaxSharedTableBytes) ? plan->table_bytes : 0;
     plan->scratch_bytes = plan->table_bytes;
     return cudaSuccess;
@@ -282,7 +281,8 @@ __global__ void __launch_bounds__(kThreads) block_gather_kernel(const GatherPara
     OutputRun<Word, Run> out;
 #pragma unroll
     for (int i = 0; i < Run; ++i) {
-      out.word[i] = __ldg(src + static_cast<int32_t>(first + i) + source_delta[positions[i]]);
+      // Source index in [0, numel): its 32-bit sum cannot overflow.
+      out.word[i] = __ldg(src + (static_cast<int32_t>(first + i) + source_delta[positions[i]]));
     }
     if constexpr (Run == 1) {
       dst[first] = out.word[0];
@@ -332,7 +332,8 @@ cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
   source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, source_delta);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  const auto grid = static_cast<unsigned>(plan.grid);
+  const int64_t runs = p.elements / (vector_runs ? kVectorRun : 1);
+  const auto grid = static_cast<unsigned>(std::clamp<int64_t>((runs + kThreads - 1) / kThreads, 1, plan.grid));
   if (vector_runs) {
     block_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
   } else {
