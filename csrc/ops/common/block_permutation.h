@@ -182,23 +182,30 @@ struct GatherLayout {
   FEATPERM_HOST_DEVICE uint32_t position(const BlockCoord& e) const {
     return tile.channels_inner ? (e.r * M() + e.c) * C() + e.ch : (e.ch * M() + e.r) * M() + e.c;
   }
-  // Table entry for key index k and key entry v_k (clamped by the caller).
+  // Table entry for key index k and key entry v_k (clamped by the caller). `staged`: the delta
+  // between load-order positions in a tile's stage (the same for every block of the tile)
+  // instead of between memory offsets.
   template <bool Inverse>
-  FEATPERM_HOST_DEVICE void delta_entry(uint32_t k, uint32_t v_k, uint32_t* position_out,
+  FEATPERM_HOST_DEVICE void delta_entry(uint32_t k, uint32_t v_k, bool staged, uint32_t* position_out,
                                         int32_t* delta_out) const {
     const BlockCoord out = tile.coord_of_key(Inverse ? v_k : k);
     const BlockCoord in = tile.coord_of_key(Inverse ? k : v_k);
     *position_out = position(out);
-    *delta_out = offset(in) - offset(out);
+    *delta_out = staged ? static_cast<int32_t>(tile.position(in.r, in.c, in.ch)) -
+                              static_cast<int32_t>(tile.position(out.r, out.c, out.ch))
+                        : offset(in) - offset(out);
   }
+  FEATPERM_HOST_DEVICE uint32_t runs_in_tile() const { return runs_per_tile.divisor; }
   // Run q (0 <= q < numel / Run): returns the linear index of its first element and stores the
-  // block positions of its Run elements.
+  // block positions of its Run elements and, in *in_tile, its first element's load-order
+  // position in its tile (tile q / runs_in_tile()).
   template <int Run>
-  FEATPERM_HOST_DEVICE uint32_t run_at(uint32_t q, uint32_t* positions) const {
+  FEATPERM_HOST_DEVICE uint32_t run_at(uint32_t q, uint32_t* positions, uint32_t* in_tile) const {
     uint32_t run_in_tile, tile_column, column, block;
     const uint32_t t = runs_per_tile.divmod(q, &run_in_tile);
     const uint32_t row_of_blocks = tiles_per_row.divmod(t, &tile_column);  // n * H/M + block row
-    const BlockCoord e = tile.element_at(run_in_tile * Run, &column, &block);
+    *in_tile = run_in_tile * Run;
+    const BlockCoord e = tile.element_at(*in_tile, &column, &block);
     const uint32_t w = tile_column * tile.TW() + column;
     if (tile.channels_inner) {
       const uint32_t p0 = (e.r * M() + e.c) * C() + e.ch;

@@ -42,6 +42,8 @@ constexpr uint32_t kSkip = 0xffffffffu;
 constexpr int64_t kMaxSharedTableBytes = 24 * 1024;
 constexpr int kGatherBlocksPerMultiprocessor = 8;
 constexpr int64_t kGatherTileBytes = 16 * 1024;
+// In place, the table and one tile in shared memory, within the default 48 KiB.
+constexpr int64_t kMaxTileGatherSharedBytes = 48 * 1024;
 
 struct Params {
   const void* src;
@@ -53,8 +55,14 @@ struct Params {
   int64_t tiles, tiles_per_row, block_rows, blocks_per_row, blocks_per_tile, block_size;
 };
 
+enum class Path {
+  kGather,        // out of place, dense: block_gather_kernel
+  kTileGather,    // in place, dense, a tile fits in shared memory: block_tile_gather_kernel
+  kStaged,        // anything else: block_shuffle_kernel
+};
+
 struct Plan {
-  bool gather;           // the gather kernel applies (the rest of the plan is for the staged one)
+  Path path;
   int64_t blocks_per_tile;
   int64_t tiles;
   int64_t grid;
@@ -81,10 +89,9 @@ bool dense_in_load_order(const BlockShuffleLaunch& a) {
   return true;
 }
 
-// The gather kernel needs distinct buffers (in place, it would read elements that other threads
-// have already overwritten), one dense layout, and 32-bit linear indices.
+// Both gather kernels need one dense layout and 32-bit linear indices.
 bool gather_applies(const BlockShuffleLaunch& a) {
-  return a.src != a.dst && dense_in_load_order(a) && a.n * a.c * a.h * a.w < (int64_t{1} << 31);
+  return dense_in_load_order(a) && a.n * a.c * a.h * a.w < (int64_t{1} << 31);
 }
 
 // Gather tiles: T divides W/M (no partial tiles) and keeps a tile within kGatherTileBytes, so that
@@ -110,15 +117,28 @@ cudaError_t make_plan(const BlockShuffleLaunch& a, Plan* plan) {
   if (err != cudaSuccess) return err;
   const int64_t m = a.block_size;
   plan->table_bytes = (static_cast<size_t>(a.c * m * m) * sizeof(uint32_t) + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
-  plan->gather = gather_applies(a);
-  if (plan->gather) {
+  plan->path = Path::kStaged;
+  if (gather_applies(a)) {
     plan->blocks_per_tile = gather_blocks_per_tile(a);
     // The most thread blocks: enough resident threads to keep the memory system busy; the grid
-    // strides over the rest (launch_gather takes fewer when there are fewer runs).
+    // strides over the rest (the launch takes fewer when there is less work).
     plan->grid = int64_t{multiprocessors} * kGatherBlocksPerMultiprocessor;
-    plan->shared_bytes = plan->table_bytes <= static_cast<size_t>(kMaxSharedTableBytes) ? plan->table_bytes : 0;
     plan->scratch_bytes = plan->table_bytes;
-    return cudaSuccess;
+    const size_t table_bytes = static_cast<size_t>(a.c * m * m) * sizeof(int32_t);
+    if (a.src != a.dst) {
+      // Out of place: each output element read straight from the source.
+      plan->path = Path::kGather;
+      plan->shared_bytes = table_bytes <= static_cast<size_t>(kMaxSharedTableBytes) ? table_bytes : 0;
+      return cudaSuccess;
+    }
+    // In place: a tile is staged in shared memory (after the table) and gathered back.
+    const size_t table_end = (table_bytes + 15) / 16 * 16;
+    const size_t tile_bytes = static_cast<size_t>(plan->blocks_per_tile * a.c * m * m * a.element_bytes);
+    if (table_end + tile_bytes <= static_cast<size_t>(kMaxTileGatherSharedBytes)) {
+      plan->path = Path::kTileGather;
+      plan->shared_bytes = table_end + tile_bytes;
+      return cudaSuccess;
+    }
   }
   const int64_t block_bytes = a.c * m * m * a.element_bytes;
   const int64_t blocks_per_row = a.w / m;
@@ -225,14 +245,15 @@ __global__ void __launch_bounds__(kThreads) block_shuffle_kernel(const Params p)
 // delta[position(out)] = offset(in) - offset(out) for every pair (output element, source element)
 // of a block, once per launch. The inverse scatters into the table: an entry the key misses (an
 // invalid device key) keeps the caller's zero, a copy of the element itself.
+// `staged`: deltas between positions in a tile's stage (in place) rather than in memory.
 template <bool Inverse>
-__global__ void source_delta_kernel(const int64_t* __restrict__ key, const GatherLayout layout,
+__global__ void source_delta_kernel(const int64_t* __restrict__ key, const GatherLayout layout, bool staged,
                                     int32_t* __restrict__ source_delta) {
   const uint32_t positions = layout.block_elements();
   for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < positions; k += gridDim.x * blockDim.x) {
     uint32_t position;
     int32_t delta;
-    layout.delta_entry<Inverse>(k, clamp_key_entry(key[k], positions), &position, &delta);
+    layout.delta_entry<Inverse>(k, clamp_key_entry(key[k], positions), staged, &position, &delta);
     source_delta[position] = delta;
   }
 }
@@ -246,7 +267,7 @@ struct GatherParams {
   bool table_in_shared;
 };
 
-// A run of Run consecutive output elements written with one store (16 bytes when Run > 1).
+// A run of Run consecutive elements moved with one access (16 bytes when Run > 1).
 template <typename Word, int Run>
 union OutputRun {
   Word word[Run];
@@ -256,6 +277,26 @@ template <typename Word>
 union OutputRun<Word, 1> {
   Word word[1];
 };
+
+// One run to and from memory (global or shared), 16 bytes at once when Run > 1.
+template <typename Word, int Run>
+__device__ __forceinline__ void store_run(Word* to, const OutputRun<Word, Run>& run) {
+  if constexpr (Run == 1) {
+    *to = run.word[0];
+  } else {
+    *reinterpret_cast<uint4*>(to) = run.vector;
+  }
+}
+template <typename Word, int Run>
+__device__ __forceinline__ OutputRun<Word, Run> load_run(const Word* from) {
+  OutputRun<Word, Run> run;
+  if constexpr (Run == 1) {
+    run.word[0] = *from;
+  } else {
+    run.vector = *reinterpret_cast<const uint4*>(from);
+  }
+  return run;
+}
 
 // Out-of-place gather: each thread writes runs of Run consecutive output elements (grid-stride),
 // each element read from src at its own index plus the table's delta.
@@ -276,19 +317,52 @@ __global__ void __launch_bounds__(kThreads) block_gather_kernel(const GatherPara
   const uint32_t runs = p.elements / Run;
   // runs < 2^31 and the stride < 2^31: no 32-bit overflow.
   for (uint32_t q = blockIdx.x * kThreads + threadIdx.x; q < runs; q += gridDim.x * kThreads) {
-    uint32_t positions[Run];
-    const uint32_t first = p.layout.run_at<Run>(q, positions);
+    uint32_t positions[Run], in_tile;
+    const uint32_t first = p.layout.run_at<Run>(q, positions, &in_tile);
     OutputRun<Word, Run> out;
 #pragma unroll
     for (int i = 0; i < Run; ++i) {
       // Source index in [0, numel): its 32-bit sum cannot overflow.
       out.word[i] = __ldg(src + (static_cast<int32_t>(first + i) + source_delta[positions[i]]));
     }
-    if constexpr (Run == 1) {
-      dst[first] = out.word[0];
-    } else {
-      *reinterpret_cast<uint4*>(dst + first) = out.vector;
+    store_run(dst + first, out);
+  }
+}
+
+// In place: each thread block stages a tile (grid-stride over tiles) in shared memory with
+// coalesced run loads, then writes it back, each element gathered from the stage at its own
+// load-order position plus the table's (stage) delta. Tiles are disjoint, so in place is safe.
+template <int Bytes, int Run>
+__global__ void __launch_bounds__(kThreads) block_tile_gather_kernel(const GatherParams p) {
+  using Word = typename WordOf<Bytes>::type;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const uint32_t positions_in_block = p.layout.block_elements();
+  auto* stage_delta = reinterpret_cast<int32_t*>(shared_bytes);
+  for (uint32_t i = threadIdx.x; i < positions_in_block; i += kThreads) stage_delta[i] = p.source_delta[i];
+  Word* stage = reinterpret_cast<Word*>(shared_bytes + (positions_in_block * sizeof(int32_t) + 15) / 16 * 16);
+  Word* data = static_cast<Word*>(p.dst);
+  const uint32_t runs_in_tile = p.layout.runs_in_tile();
+  const uint32_t tiles = p.elements / (runs_in_tile * Run);
+  __syncthreads();
+  for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const uint32_t tile_first_run = tile * runs_in_tile;
+#pragma unroll 4
+    for (uint32_t j = threadIdx.x; j < runs_in_tile; j += kThreads) {
+      uint32_t positions[Run], in_tile;
+      const uint32_t first = p.layout.run_at<Run>(tile_first_run + j, positions, &in_tile);
+      store_run(stage + in_tile, load_run<Word, Run>(data + first));
     }
+    __syncthreads();
+#pragma unroll 4
+    for (uint32_t j = threadIdx.x; j < runs_in_tile; j += kThreads) {
+      uint32_t positions[Run], in_tile;
+      const uint32_t first = p.layout.run_at<Run>(tile_first_run + j, positions, &in_tile);
+      OutputRun<Word, Run> out;
+#pragma unroll
+      for (int i = 0; i < Run; ++i) out.word[i] = stage[static_cast<int32_t>(in_tile + i) + stage_delta[positions[i]]];
+      store_run(data + first, out);
+    }
+    __syncthreads();  // the stage is reused by the next tile
   }
 }
 
@@ -307,17 +381,19 @@ cudaError_t allow_shared_bytes(int device, size_t bytes) {
 
 template <int Bytes, bool Inverse>
 cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
+  const bool in_place = plan.path == Path::kTileGather;
   GatherParams p;
   p.src = a.src;
   p.dst = a.dst;
-  // 16-byte runs need a run to stay in one tile row (NCHW) or pixel (channels_last) and an
-  // aligned output; otherwise one element per run.
+  // 16-byte runs need a run to stay in one tile row (NCHW) or pixel (channels_last) and aligned
+  // data (in place, the loads too); otherwise one element per run.
   constexpr int kVectorRun = 16 / Bytes;
   const int64_t run_extent = a.channels_inner ? a.c : plan.blocks_per_tile * a.block_size;
   const bool vector_runs = run_extent % kVectorRun == 0 && reinterpret_cast<uintptr_t>(a.dst) % 16 == 0;
+  const int run = vector_runs ? kVectorRun : 1;
   p.layout = GatherLayout(static_cast<uint32_t>(a.c), static_cast<uint32_t>(a.h), static_cast<uint32_t>(a.w),
-                          static_cast<uint32_t>(a.block_size), static_cast<uint32_t>(plan.blocks_per_tile),
-                          vector_runs ? kVectorRun : 1, a.channels_inner);
+                          static_cast<uint32_t>(a.block_size), static_cast<uint32_t>(plan.blocks_per_tile), run,
+                          a.channels_inner);
   p.elements = static_cast<uint32_t>(a.n * a.c * a.h * a.w);
   p.table_in_shared = plan.shared_bytes > 0;
   auto* source_delta = static_cast<int32_t*>(a.scratch);
@@ -329,15 +405,21 @@ cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
     if (err != cudaSuccess) return err;
   }
   const unsigned table_grid = static_cast<unsigned>(std::min<uint32_t>((positions + kThreads - 1) / kThreads, 1024));
-  source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, source_delta);
+  source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, in_place, source_delta);
   err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  const int64_t runs = p.elements / (vector_runs ? kVectorRun : 1);
-  const auto grid = static_cast<unsigned>(std::clamp<int64_t>((runs + kThreads - 1) / kThreads, 1, plan.grid));
-  if (vector_runs) {
-    block_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
+  const int64_t work_items = in_place ? p.elements / (int64_t{p.layout.runs_in_tile()} * run)  // tiles
+                                      : (p.elements / run + kThreads - 1) / kThreads;        // run groups
+  const auto grid = static_cast<unsigned>(std::clamp<int64_t>(work_items, 1, plan.grid));
+  const size_t shared = plan.shared_bytes;
+  if (in_place && vector_runs) {
+    block_tile_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, shared, a.stream>>>(p);
+  } else if (in_place) {
+    block_tile_gather_kernel<Bytes, 1><<<grid, kThreads, shared, a.stream>>>(p);
+  } else if (vector_runs) {
+    block_gather_kernel<Bytes, kVectorRun><<<grid, kThreads, shared, a.stream>>>(p);
   } else {
-    block_gather_kernel<Bytes, 1><<<grid, kThreads, plan.shared_bytes, a.stream>>>(p);
+    block_gather_kernel<Bytes, 1><<<grid, kThreads, shared, a.stream>>>(p);
   }
   return cudaGetLastError();
 }
@@ -377,7 +459,7 @@ cudaError_t launch(const BlockShuffleLaunch& a) {
   const cudaError_t err = make_plan(a, &plan);
   if (err != cudaSuccess) return err;
   if (a.scratch == nullptr) return cudaErrorInvalidValue;
-  return plan.gather ? launch_gather<Bytes, Inverse>(a, plan) : launch_staged<Bytes, Inverse>(a, plan);
+  return plan.path == Path::kStaged ? launch_staged<Bytes, Inverse>(a, plan) : launch_gather<Bytes, Inverse>(a, plan);
 }
 
 }  // namespace
