@@ -151,6 +151,8 @@ FEATPERM_HOST_DEVICE uint32_t store_position(uint32_t i, uint32_t permuted) {
 // order inside a tile, so that the reads of a stretch of output fall in the same tile as it.
 // A run is Run consecutive elements in load order and in memory: NCHW needs TW % Run == 0,
 // channels_last C % Run == 0.
+// In place, a tile is staged in load order and the table holds deltas between stage positions
+// (delta_entry's `staged`), which do not depend on the block of the tile.
 struct GatherLayout {
   TileLayout tile;
   FastDivmod runs_per_tile;

@@ -1,7 +1,7 @@
 // Block-wise shuffle on CUDA. No torch headers here (they make nvcc slow); the torch glue is in
 // block_shuffle_cuda.cpp.
 //
-// Two kernels:
+// Three kernels:
 // * Gather (out of place, source and output in one dense layout, fewer than 2^31 elements: the
 //   forward, inverse and backward ops in practice). Each output element reads exactly one source
 //   element: out[e] = src[e + delta[position(e)]], with a table of C*M*M int32 deltas built from
@@ -10,7 +10,10 @@
 //   gathered reads fall in the same block row, which L1/L2 keep, so DRAM sees about one read and
 //   one write per element, as a copy does. The table is read from shared memory when it fits in
 //   kMaxSharedTableBytes, else through L1.
-// * Staged (in place, and any other strides). One thread block per tile (T adjacent M x M blocks
+// * Tile gather (in place, same dense layouts, the table and a tile in 48 KiB of shared memory).
+//   Each thread block stages a tile with 16-byte loads and writes it back with 16-byte stores,
+//   each element gathered from the stage through a table of deltas between stage positions.
+// * Staged (anything else: other strides, large tiles, 2^31 elements or more). One thread block per tile (T adjacent M x M blocks
 //   of one block row, all channels; grid-stride over tiles). Phase 1 copies the tile into a
 //   staging buffer in load order (memory order of the tensor: along W for NCHW, along C for
 //   channels_last, so that a warp's accesses are coalesced); phase 2 writes it back in the same
