@@ -6,15 +6,16 @@
 //   forward, inverse and backward ops in practice). Each output element reads exactly one source
 //   element: out[e] = src[e + delta[position(e)]], with a table of C*M*M int32 deltas built from
 //   the key by a small kernel at each call (ops/common/block_permutation.h, GatherLayout). Each
-//   thread writes a run of 16 bytes of consecutive output elements with one vector store; the
-//   gathered reads fall in the same block row, which L1/L2 keep, so DRAM sees about one read and
-//   one write per element, as a copy does. The table is read from shared memory when it fits in
-//   kMaxSharedTableBytes, else through L1.
+//   thread writes a run of 16 bytes of consecutive output elements with one vector store. The
+//   output is visited tile by tile (T adjacent blocks of a block row, at most kGatherTileBytes),
+//   so the gathered reads fall in the tile being written, which L1/L2 keep: DRAM sees about one
+//   read and one write per element, as a copy does. The table is read from shared memory when it
+//   fits in kMaxSharedTableBytes, else through L1.
 // * Tile gather (in place, same dense layouts, the table and a tile in 48 KiB of shared memory).
 //   Each thread block stages a tile with 16-byte loads and writes it back with 16-byte stores,
 //   each element gathered from the stage through a table of deltas between stage positions.
-// * Staged (anything else: other strides, large tiles, 2^31 elements or more). One thread block per tile (T adjacent M x M blocks
-//   of one block row, all channels; grid-stride over tiles). Phase 1 copies the tile into a
+// * Staged (anything else: other strides, large tiles, 2^31 elements or more). One thread block
+//   per tile (T adjacent M x M blocks of one block row, all channels; grid-stride over tiles). Phase 1 copies the tile into a
 //   staging buffer in load order (memory order of the tensor: along W for NCHW, along C for
 //   channels_last, so that a warp's accesses are coalesced); phase 2 writes it back in the same
 //   order. One side of the copy is permuted through the key: encryption gathers in phase 2,
