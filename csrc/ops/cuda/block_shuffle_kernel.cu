@@ -48,6 +48,7 @@ constexpr int kGatherBlocksPerMultiprocessor = 8;
 constexpr int64_t kGatherTileBytes = 16 * 1024;
 // In place, the table and one tile in shared memory, within the default 48 KiB.
 constexpr int64_t kMaxTileGatherSharedBytes = 48 * 1024;
+constexpr int kStageLoads = 4;
 
 struct Params {
   const void* src;
@@ -350,11 +351,24 @@ __global__ void __launch_bounds__(kThreads) block_tile_gather_kernel(const Gathe
   __syncthreads();
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const uint32_t tile_first_run = tile * runs_in_tile;
-#pragma unroll 4
-    for (uint32_t j = threadIdx.x; j < runs_in_tile; j += kThreads) {
-      uint32_t positions[Run], in_tile;
-      const uint32_t first = p.layout.run_at<Run>(tile_first_run + j, positions, &in_tile);
-      store_run(stage + in_tile, load_run<Word, Run>(data + first));
+    // kStageLoads independent loads per thread before their stores: bytes in flight.
+    for (uint32_t base = threadIdx.x; base < runs_in_tile; base += kThreads * kStageLoads) {
+      OutputRun<Word, Run> loaded[kStageLoads];
+      uint32_t stage_at[kStageLoads];
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        const uint32_t j = base + u * kThreads;
+        stage_at[u] = kSkip;
+        if (j < runs_in_tile) {
+          uint32_t positions[Run];
+          const uint32_t first = p.layout.run_at<Run>(tile_first_run + j, positions, &stage_at[u]);
+          loaded[u] = load_run<Word, Run>(data + first);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kStageLoads; ++u) {
+        if (stage_at[u] != kSkip) store_run(stage + stage_at[u], loaded[u]);
+      }
     }
     __syncthreads();
 #pragma unroll 4
