@@ -5,15 +5,17 @@
 // * Gather (out of place, source and output in one dense layout, fewer than 2^31 elements: the
 //   forward, inverse and backward ops in practice). Each output element reads exactly one source
 //   element: out[e] = src[e + delta[position(e)]], with a table of C*M*M int32 deltas built from
-//   the key by a small kernel at each call (ops/common/block_permutation.h, GatherLayout). Each
+//   the key at each call (ops/common/block_permutation.h, GatherLayout): by each thread block in
+//   its shared memory when it fits in kMaxSharedTableBytes (no extra launch), else by a small
+//   kernel in global memory, read through L1. Each
 //   thread writes a run of 16 bytes of consecutive output elements with one vector store. The
 //   output is visited tile by tile (T adjacent blocks of a block row, at most kGatherTileBytes),
 //   so the gathered reads fall in the tile being written, which L1/L2 keep: DRAM sees about one
-//   read and one write per element, as a copy does. The table is read from shared memory when it
-//   fits in kMaxSharedTableBytes, else through L1.
+//   read and one write per element, as a copy does.
 // * Tile gather (in place, same dense layouts, the table and a tile in 48 KiB of shared memory).
-//   Each thread block stages a tile with 16-byte loads and writes it back with 16-byte stores,
-//   each element gathered from the stage through a table of deltas between stage positions.
+//   Each thread block builds a table of deltas between stage positions in shared memory, stages
+//   a tile with 16-byte loads and writes it back with 16-byte stores, each element gathered from
+//   the stage through the table.
 // * Staged (anything else: other strides, large tiles, 2^31 elements or more). One thread block
 //   per tile (T adjacent M x M blocks of one block row, all channels; grid-stride over tiles). Phase 1 copies the tile into a
 //   staging buffer in load order (memory order of the tensor: along W for NCHW, along C for
@@ -41,7 +43,7 @@ constexpr int64_t kTargetTileBytes = 24 * 1024;
 // One block up to this size is staged in shared memory (opting in above the default 48 KiB).
 constexpr int64_t kMaxSharedBytes = 96 * 1024;
 constexpr uint32_t kSkip = 0xffffffffu;
-// Gather kernel: the delta table is copied to shared memory up to this size (small enough for
+// Gather kernel: the delta table is built in shared memory up to this size (small enough for
 // kGatherBlocksPerMultiprocessor thread blocks of kThreads to be resident), read through L1 above.
 constexpr int64_t kMaxSharedTableBytes = 24 * 1024;
 constexpr int kGatherBlocksPerMultiprocessor = 8;
@@ -247,29 +249,54 @@ __global__ void __launch_bounds__(kThreads) block_shuffle_kernel(const Params p)
   }
 }
 
-// delta[position(out)] = offset(in) - offset(out) for every pair (output element, source element)
-// of a block, once per launch. The inverse scatters into the table: an entry the key misses (an
-// invalid device key) keeps the caller's zero, a copy of the element itself.
+// One entry of the delta table: delta[position(out)] = offset(in) - offset(out) for the pair
+// (output element, source element) of key index k. The inverse scatters into the table: an entry
+// that an invalid device key misses keeps its zero (a copy of the element itself).
 // `staged`: deltas between positions in a tile's stage (in place) rather than in memory.
-template <bool Inverse>
-__global__ void source_delta_kernel(const int64_t* __restrict__ key, const GatherLayout layout, bool staged,
+__device__ __forceinline__ void write_delta_entry(const int64_t* __restrict__ key, const GatherLayout& layout,
+                                                  bool inverse, bool staged, uint32_t k, int32_t* table) {
+  const uint32_t v_k = clamp_key_entry(key[k], layout.block_elements());
+  uint32_t position;
+  int32_t delta;
+  if (inverse) {
+    layout.delta_entry<true>(k, v_k, staged, &position, &delta);
+  } else {
+    layout.delta_entry<false>(k, v_k, staged, &position, &delta);
+  }
+  table[position] = delta;
+}
+
+// The table in global memory (too large for shared memory), once per launch; the caller zeroes it
+// first for the inverse.
+__global__ void source_delta_kernel(const int64_t* __restrict__ key, const GatherLayout layout, bool inverse,
                                     int32_t* __restrict__ source_delta) {
   const uint32_t positions = layout.block_elements();
   for (uint32_t k = blockIdx.x * blockDim.x + threadIdx.x; k < positions; k += gridDim.x * blockDim.x) {
-    uint32_t position;
-    int32_t delta;
-    layout.delta_entry<Inverse>(k, clamp_key_entry(key[k], positions), staged, &position, &delta);
-    source_delta[position] = delta;
+    write_delta_entry(key, layout, inverse, /*staged=*/false, k, source_delta);
   }
+}
+
+// The table in shared memory, built by each thread block from the key (C*M*M int64 reads, from
+// L2): no extra launch per call. Ends with a barrier.
+__device__ void build_shared_delta_table(const int64_t* __restrict__ key, const GatherLayout& layout, bool inverse,
+                                         bool staged, int32_t* table) {
+  const uint32_t positions = layout.block_elements();
+  if (inverse) {
+    for (uint32_t i = threadIdx.x; i < positions; i += kThreads) table[i] = 0;
+    __syncthreads();
+  }
+  for (uint32_t k = threadIdx.x; k < positions; k += kThreads) write_delta_entry(key, layout, inverse, staged, k, table);
+  __syncthreads();
 }
 
 struct GatherParams {
   const void* src;
   void* dst;
-  const int32_t* source_delta;  // C*M*M entries, indexed by position in block
+  const int64_t* key;           // C*M*M entries
+  const int32_t* source_delta;  // global table (C*M*M entries, by position in block) or null
   GatherLayout layout;
   uint32_t elements;            // numel < 2^31
-  bool table_in_shared;
+  bool inverse;
 };
 
 // A run of Run consecutive elements moved with one access (16 bytes when Run > 1).
@@ -311,10 +338,9 @@ __global__ void __launch_bounds__(kThreads) block_gather_kernel(const GatherPara
   static_assert(Run == 1 || Run * Bytes == 16, "a run is one element or one 16-byte vector");
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const int32_t* source_delta = p.source_delta;
-  if (p.table_in_shared) {
+  if (source_delta == nullptr) {
     auto* shared_delta = reinterpret_cast<int32_t*>(shared_bytes);
-    for (uint32_t i = threadIdx.x; i < p.layout.block_elements(); i += kThreads) shared_delta[i] = source_delta[i];
-    __syncthreads();
+    build_shared_delta_table(p.key, p.layout, p.inverse, /*staged=*/false, shared_delta);
     source_delta = shared_delta;
   }
   const Word* __restrict__ src = static_cast<const Word*>(p.src);
@@ -343,12 +369,11 @@ __global__ void __launch_bounds__(kThreads) block_tile_gather_kernel(const Gathe
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const uint32_t positions_in_block = p.layout.block_elements();
   auto* stage_delta = reinterpret_cast<int32_t*>(shared_bytes);
-  for (uint32_t i = threadIdx.x; i < positions_in_block; i += kThreads) stage_delta[i] = p.source_delta[i];
+  build_shared_delta_table(p.key, p.layout, p.inverse, /*staged=*/true, stage_delta);
   Word* stage = reinterpret_cast<Word*>(shared_bytes + (positions_in_block * sizeof(int32_t) + 15) / 16 * 16);
   Word* data = static_cast<Word*>(p.dst);
   const uint32_t runs_in_tile = p.layout.runs_in_tile();
   const uint32_t tiles = p.elements / (runs_in_tile * Run);
-  __syncthreads();
   for (uint32_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const uint32_t tile_first_run = tile * runs_in_tile;
     // kStageLoads independent loads per thread before their stores: bytes in flight.
@@ -413,19 +438,22 @@ cudaError_t launch_gather(const BlockShuffleLaunch& a, const Plan& plan) {
                           static_cast<uint32_t>(a.block_size), static_cast<uint32_t>(plan.blocks_per_tile), run,
                           a.channels_inner);
   p.elements = static_cast<uint32_t>(a.n * a.c * a.h * a.w);
-  p.table_in_shared = plan.shared_bytes > 0;
-  auto* source_delta = static_cast<int32_t*>(a.scratch);
-  p.source_delta = source_delta;
-  const uint32_t positions = p.layout.block_elements();
-  cudaError_t err = cudaSuccess;
-  if (Inverse) {
-    err = cudaMemsetAsync(source_delta, 0, positions * sizeof(int32_t), a.stream);
+  p.key = a.key;
+  p.inverse = Inverse;
+  p.source_delta = nullptr;  // built in shared memory by each thread block
+  if (plan.shared_bytes == 0) {
+    auto* source_delta = static_cast<int32_t*>(a.scratch);
+    p.source_delta = source_delta;
+    const uint32_t positions = p.layout.block_elements();
+    if (Inverse) {
+      const cudaError_t err = cudaMemsetAsync(source_delta, 0, positions * sizeof(int32_t), a.stream);
+      if (err != cudaSuccess) return err;
+    }
+    const unsigned table_grid = static_cast<unsigned>(std::min<uint32_t>((positions + kThreads - 1) / kThreads, 1024));
+    source_delta_kernel<<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, Inverse, source_delta);
+    const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
-  const unsigned table_grid = static_cast<unsigned>(std::min<uint32_t>((positions + kThreads - 1) / kThreads, 1024));
-  source_delta_kernel<Inverse><<<table_grid, kThreads, 0, a.stream>>>(a.key, p.layout, in_place, source_delta);
-  err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
   const int64_t work_items = in_place ? p.elements / (int64_t{p.layout.runs_in_tile()} * run)  // tiles
                                       : (p.elements / run + kThreads - 1) / kThreads;        // run groups
   const auto grid = static_cast<unsigned>(std::clamp<int64_t>(work_items, 1, plan.grid));
