@@ -8,9 +8,10 @@
 //   the key at each call (ops/common/block_permutation.h, GatherLayout): by each thread block in
 //   its shared memory when it fits in kMaxSharedTableBytes (no extra launch), else by a small
 //   kernel in global memory, read through L1. Each thread writes a run of 16 bytes of
-//   consecutive output elements with one vector store. The output is visited tile by tile (T adjacent blocks of a block row, at most kGatherTileBytes),
-//   so the gathered reads fall in the tile being written, which L1/L2 keep: DRAM sees about one
-//   read and one write per element, as a copy does.
+//   consecutive output elements with one vector store. The output is visited tile by tile (T
+//   adjacent blocks of a block row, at most kGatherTileBytes), so the gathered reads fall in the
+//   tile being written, which L1/L2 keep: DRAM sees about one read and one write per element, as
+//   a copy does.
 // * Tile gather (in place, same dense layouts, the table and a tile in 48 KiB of shared memory).
 //   Each thread block builds a table of deltas between stage positions in shared memory, stages
 //   a tile with 16-byte loads and writes it back with 16-byte stores, each element gathered from
@@ -19,8 +20,9 @@
 //   per tile (T adjacent M x M blocks of one block row, all channels; grid-stride over tiles).
 //   Phase 1 copies the tile into a staging buffer in load order (memory order of the tensor:
 //   along W for NCHW, along C for channels_last, so that a warp's accesses are coalesced);
-//   phase 2 writes it back in the same order. One side of the copy is permuted through the key: encryption gathers in phase 2,
-//   decryption scatters in phase 1, so a single kernel template serves both through `Inverse`.
+//   phase 2 writes it back in the same order. One side of the copy is permuted through the key:
+//   encryption gathers in phase 2, decryption scatters in phase 1, so a single kernel template
+//   serves both through `Inverse`.
 //   The staging buffer is shared memory when one block fits (up to kMaxSharedBytes), otherwise a
 //   slice of global scratch per thread block (very large C*M*M, e.g. C=2048, M=4), which mostly
 //   stays in L2. Each thread issues kUnroll independent loads before storing, to keep enough
