@@ -158,6 +158,31 @@ def test_tile_edges(device, channels_last, shape, m):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape, m, dtype", [
+    ((4, 64, 32, 32), 4, torch.float32),   # CUDA gather: tiles of several blocks, 16-byte runs
+    ((2, 256, 8, 8), 4, torch.float32),    # one block per tile (16 KiB), table through L1
+    ((2, 5, 12, 12), 3, torch.float32),    # runs of one element (NCHW tile rows of 12 or 3)
+    ((2, 8, 16, 48), 2, torch.float16),    # 8-element runs
+    ((3, 16, 8, 32), 4, torch.uint8),      # 16-element runs
+    ((2, 6, 4, 20), 2, torch.float64),     # 2-element runs, W/M = 10
+])
+def test_dense_layout_shapes(device, channels_last, shape, m, dtype):
+    key = featperm.BlockKey.generate(channels=shape[1], block_size=m)
+    x = as_format(random_words(shape, dtype, device, seed=3), channels_last)
+    # The same values one element into their storage: dense strides, unaligned data pointer.
+    unaligned = torch.empty(x.numel() + 1, dtype=dtype, device=device)[1:].as_strided(x.shape, x.stride())
+    unaligned.copy_(x)
+    for source in (x, unaligned):
+        for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
+            expected = block_shuffle_reference(x.cpu(), key.permutation(), m, inverse=inverse)
+            assert torch.equal(bits(op(source, key).cpu()), bits(expected))
+    z = x.clone()
+    featperm.block_unshuffle_(featperm.block_shuffle_(z, key), key)
+    assert torch.equal(bits(z), bits(x))
+
+
+@pytest.mark.parametrize("device", devices())
 def test_empty_tensor(device):
     key = featperm.BlockKey.generate(channels=3, block_size=2)
     x = torch.empty(0, 3, 4, 4, device=device)

@@ -142,6 +142,91 @@ FEATPERM_HOST_DEVICE uint32_t store_position(uint32_t i, uint32_t permuted) {
   return Inverse ? i : permuted;
 }
 
+// Out-of-place gather (CUDA): when source and output share one dense layout (contiguous NCHW, or
+// channels_last) and fewer than 2^31 elements, the output element at linear index e reads the
+// source element at e + delta[position], where `position` is the element's load-order position
+// inside its block and delta (one int32 per block position, built once per call from the key) the
+// offset from the element to the source element it takes. Forward: output key index k takes input
+// key index v[k]; inverse: output key index v[k] takes input key index k.
+// Output elements are visited tile by tile (a tile as in TileLayout, T a divisor of W/M), in load
+// order inside a tile, so that the reads of a stretch of output fall in the same tile as it.
+// A run is Run consecutive elements in load order and in memory: NCHW needs TW % Run == 0,
+// channels_last C % Run == 0.
+// In place, a tile is staged in load order and the table holds deltas between stage positions
+// (delta_entry's `staged`), which do not depend on the block of the tile.
+struct GatherLayout {
+  TileLayout tile;
+  FastDivmod runs_per_tile;
+  FastDivmod tiles_per_row;  // W / TW
+  FastDivmod block_rows;     // H / M
+  uint32_t H = 1, W = 1;
+
+  GatherLayout() = default;
+  GatherLayout(uint32_t c, uint32_t h, uint32_t w, uint32_t m, uint32_t blocks_per_tile, uint32_t run,
+               bool channels_inner)
+      : tile(c, m, blocks_per_tile, channels_inner),
+        runs_per_tile(c * m * m * blocks_per_tile / run),
+        tiles_per_row(w / (m * blocks_per_tile)),
+        block_rows(h / m),
+        H(h),
+        W(w) {}
+
+  FEATPERM_HOST_DEVICE uint32_t C() const { return tile.C(); }
+  FEATPERM_HOST_DEVICE uint32_t M() const { return tile.M(); }
+  FEATPERM_HOST_DEVICE uint32_t block_elements() const { return tile.block_elements(); }
+
+  // Memory offset of an element from its block's origin (< numel < 2^31).
+  FEATPERM_HOST_DEVICE int32_t offset(const BlockCoord& e) const {
+    return static_cast<int32_t>(tile.channels_inner ? (e.r * W + e.c) * C() + e.ch
+                                                    : (e.ch * H + e.r) * W + e.c);
+  }
+  // Load-order position of an element inside its block (indexes the delta table, so that
+  // neighbouring threads read neighbouring entries).
+  FEATPERM_HOST_DEVICE uint32_t position(const BlockCoord& e) const {
+    return tile.channels_inner ? (e.r * M() + e.c) * C() + e.ch : (e.ch * M() + e.r) * M() + e.c;
+  }
+  // Table entry for key index k and key entry v_k (clamped by the caller). `staged`: the delta
+  // between load-order positions in a tile's stage (the same for every block of the tile)
+  // instead of between memory offsets.
+  template <bool Inverse>
+  FEATPERM_HOST_DEVICE void delta_entry(uint32_t k, uint32_t v_k, bool staged, uint32_t* position_out,
+                                        int32_t* delta_out) const {
+    const BlockCoord out = tile.coord_of_key(Inverse ? v_k : k);
+    const BlockCoord in = tile.coord_of_key(Inverse ? k : v_k);
+    *position_out = position(out);
+    *delta_out = staged ? static_cast<int32_t>(tile.position(in.r, in.c, in.ch)) -
+                              static_cast<int32_t>(tile.position(out.r, out.c, out.ch))
+                        : offset(in) - offset(out);
+  }
+  FEATPERM_HOST_DEVICE uint32_t runs_in_tile() const { return runs_per_tile.divisor; }
+  // Run q (0 <= q < numel / Run): returns the linear index of its first element and stores the
+  // block positions of its Run elements and, in *in_tile, its first element's load-order
+  // position in its tile (tile q / runs_in_tile()).
+  template <int Run>
+  FEATPERM_HOST_DEVICE uint32_t run_at(uint32_t q, uint32_t* positions, uint32_t* in_tile) const {
+    uint32_t run_in_tile, tile_column, column, block;
+    const uint32_t t = runs_per_tile.divmod(q, &run_in_tile);
+    const uint32_t row_of_blocks = tiles_per_row.divmod(t, &tile_column);  // n * H/M + block row
+    *in_tile = run_in_tile * Run;
+    const BlockCoord e = tile.element_at(*in_tile, &column, &block);
+    const uint32_t w = tile_column * tile.TW() + column;
+    if (tile.channels_inner) {
+      const uint32_t p0 = (e.r * M() + e.c) * C() + e.ch;
+      for (int i = 0; i < Run; ++i) positions[i] = p0 + i;
+      return ((row_of_blocks * M() + e.r) * W + w) * C() + e.ch;
+    }
+    const uint32_t row_position = (e.ch * M() + e.r) * M();
+    uint32_t c = e.c;
+    for (int i = 0; i < Run; ++i) {
+      positions[i] = row_position + c;
+      c = c + 1 == M() ? 0 : c + 1;
+    }
+    uint32_t block_row;
+    const uint32_t n = block_rows.divmod(row_of_blocks, &block_row);
+    return ((n * C() + e.ch) * H + block_row * M() + e.r) * W + w;
+  }
+};
+
 // Strides (in elements) of an (N, C, H, W) tensor.
 struct Strides4 {
   int64_t n, c, h, w;

@@ -27,8 +27,9 @@ struct BlockShuffleLaunch {
   cudaStream_t stream;
 };
 
-// Bytes of device scratch the launch needs: a table of C*M*M 32-bit stage positions, plus, when
-// a block does not fit in shared memory (very large C*M*M), one block's worth of global staging
+// Bytes of device scratch the launch needs: a table of C*M*M 32-bit entries (source deltas for
+// the gather kernels, stage positions for the staged one), plus, for the staged kernel when a
+// block does not fit in shared memory (very large C*M*M), one block's worth of global staging
 // per thread block of the grid.
 cudaError_t block_shuffle_scratch_bytes(const BlockShuffleLaunch& args, size_t* bytes);
 
