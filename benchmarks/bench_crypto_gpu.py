@@ -25,6 +25,7 @@ import torch
 
 import featperm
 from featperm import crypto
+from timing import time_round_robin
 
 try:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -40,25 +41,6 @@ def u8(data: bytes, device="cpu") -> torch.Tensor:
     if not data:  # torch.frombuffer refuses an empty buffer on torch 2.11
         return torch.empty(0, dtype=torch.uint8, device=device)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
-
-
-def median_event_ms(fns, reps, warmup=3):
-    """Median milliseconds of each callable (CUDA events), timed in turn on every repetition so
-    that clock drift affects all alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    torch.cuda.synchronize()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times[name].append(start.elapsed_time(end))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def median_wall_ms(fns, reps, warmup=2):
@@ -126,7 +108,7 @@ def bench_keystream(key, nonce, reps):
     for mib in (1, 64, 256):
         n = mib * MiB
         x = torch.randint(0, 256, (n,), dtype=torch.uint8, device="cuda")
-        ms = median_event_ms({
+        ms = time_round_robin({
             "featperm chacha20_xor": lambda: torch.ops.featperm.chacha20_xor(x, key_t, nonce_t, 1),
             "clone (memory yardstick)": lambda: x.clone(),
         }, reps)
@@ -165,7 +147,7 @@ def bench_seal_64mib(key, nonce, reps):
     fns["aead_encrypt on the GPU (ciphertext stays there, tag to host)"] = \
         lambda: crypto.aead_encrypt(x.view(torch.uint8).reshape(-1), key, nonce)
     ms = median_wall_ms(fns, reps)
-    event_ms = median_event_ms({"  part: keystream XOR on GPU": lambda: torch.ops.featperm.chacha20_xor(
+    event_ms = time_round_robin({"  part: keystream XOR on GPU": lambda: torch.ops.featperm.chacha20_xor(
         x.view(torch.uint8).reshape(-1), key_t, nonce_t, 1)}, reps)
     ms.update(event_ms)
     return [{"what": name, "MiB": 64, "ms": t, "plaintext GB/s": n / (t * 1e-3) / 1e9} for name, t in ms.items()]

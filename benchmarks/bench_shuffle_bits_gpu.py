@@ -11,34 +11,12 @@ pure-PyTorch peer we know). Bandwidth counts bytes read + bytes written.
 import argparse
 import datetime
 import json
-import statistics
 
 import torch
 
 import featperm
 from featperm.reference import byte_tables, shuffle_bits_reference, shuffle_bits_table
-
-
-def time_round_robin(fns, reps, warmup=3, batch=1):
-    """Median milliseconds per call of each callable, timed in turn on every repetition so that
-    clock or thermal drift affects all variants alike. With batch > 1, `batch` calls are enqueued
-    between the two events, so the host's per-call overhead overlaps GPU work (throughput);
-    with batch = 1 it is included (the latency a caller sees)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    torch.cuda.synchronize()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(batch):
-                fn()
-            end.record()
-            end.synchronize()
-            times[name].append(start.elapsed_time(end) / batch)
-    return {name: statistics.median(t) for name, t in times.items()}
+from timing import time_round_robin
 
 
 def graph_time_ms(fn, reps, calls=20):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import featperm
 from featperm.reference import byte_tables, shuffle_bits_reference, shuffle_bits_table, unshuffle_bits_reference
-from tests.conftest import CUDA_AVAILABLE, devices, needs_cuda
+from tests.conftest import devices, needs_cuda
 
 WORD_DTYPES = [torch.uint8, torch.int8, torch.float16, torch.bfloat16, torch.int16, torch.float32,
                torch.int32, torch.float64, torch.int64]
