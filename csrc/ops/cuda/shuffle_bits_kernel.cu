@@ -19,8 +19,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kLanes = 32;
 constexpr int kChunkBits = 4;
-constexpr int kUnroll = 4;  // independent 16-byte loads in flight per thread
-// 6 blocks of 256 threads per multiprocessor caps registers at 40: no spills with kUnroll = 4.
+constexpr int kUnroll = 2;  // 16-byte vectors per group; two groups (2 x kUnroll loads) in flight
+// 6 blocks of 256 threads per multiprocessor caps registers at 40.
 constexpr int kMinBlocksPerSm = 6;
 
 template <int Bytes>
@@ -136,14 +136,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) shuffle_bits_kernel
     for (int64_t i = thread; i < head; i += stride) dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
     // Groups of kUnroll independent vectors, the last one partial (predicated), so that no thread
     // ends with a chain of dependent single loads.
+    // Software pipelined: the next group's loads are issued before this group is permuted, so
+    // DRAM latency overlaps the table lookups instead of alternating with them.
     while (v < vectors) {
+      const int64_t next = v + kUnroll * stride;
+      uint4 prefetched[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u)
+        if (next + u * stride < vectors) prefetched[u] = src_v[next + u * stride];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u)
         if (v + u * stride < vectors) dst_v[v + u * stride] = permute_vector<Bytes>(loaded[u], shared_bytes, lane_offset);
-      v += kUnroll * stride;
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u)
-        if (v + u * stride < vectors) loaded[u] = src_v[v + u * stride];
+      for (int u = 0; u < kUnroll; ++u) loaded[u] = prefetched[u];
+      v = next;
     }
     for (int64_t i = tail_begin + thread; i < words_per_sample; i += stride)
       dst[i] = permute_word<Bytes>(src[i], shared_bytes, lane_offset);
