@@ -119,16 +119,21 @@ def bench_keystream(key, nonce, reps):
     return rows
 
 
+def host_baseline(t, key, nonce):
+    """The common alternative to sealing on the GPU: copy the plaintext to the host and seal it
+    there with `cryptography` (or with featperm's CPU path where `cryptography` is missing)."""
+    if HAVE_CRYPTOGRAPHY:
+        aead = ChaCha20Poly1305(key)
+        return {"copy to host + cryptography ChaCha20Poly1305": lambda: aead.encrypt(nonce, t.cpu().numpy().tobytes(), b"")}
+    return {"copy to host + featperm.seal on CPU (no cryptography here)": lambda: featperm.seal(t.cpu(), key, nonce)}
+
+
 def bench_seal_64mib(key, nonce, reps):
     x = torch.randn(16 * MiB, device="cuda")  # 64 MiB of float32
     n = x.numel() * 4
     key_t, nonce_t = u8(key), u8(nonce)
     fns = {"featperm.seal (GPU keystream, ct+tag to host)": lambda: featperm.seal(x, key, nonce)}
-    if HAVE_CRYPTOGRAPHY:
-        aead = ChaCha20Poly1305(key)
-        fns["copy to host + cryptography ChaCha20Poly1305"] = lambda: aead.encrypt(nonce, x.cpu().numpy().tobytes(), b"")
-    else:
-        fns["copy to host + featperm.seal on CPU (no cryptography here)"] = lambda: featperm.seal(x.cpu(), key, nonce)
+    fns.update(host_baseline(x, key, nonce))
     # Pieces of featperm.seal, to show where the time goes.
     ct = torch.ops.featperm.chacha20_xor(x.view(torch.uint8).reshape(-1), key_t, nonce_t, 1)
     ct_host = ct.cpu()
@@ -156,11 +161,7 @@ def bench_seal_64mib(key, nonce, reps):
 def bench_feature_vector(key, nonce, reps):
     v = torch.randn(2048, device="cuda")
     fns = {"featperm.seal of a 2048-float CUDA vector": lambda: featperm.seal(v, key, nonce)}
-    if HAVE_CRYPTOGRAPHY:
-        aead = ChaCha20Poly1305(key)
-        fns["copy to host + cryptography ChaCha20Poly1305"] = lambda: aead.encrypt(nonce, v.cpu().numpy().tobytes(), b"")
-    else:
-        fns["copy to host + featperm.seal on CPU (no cryptography here)"] = lambda: featperm.seal(v.cpu(), key, nonce)
+    fns.update(host_baseline(v, key, nonce))
     ms = median_wall_ms(fns, reps * 20)
     return [{"what": name, "bytes": 8192, "us": t * 1e3} for name, t in ms.items()]
 
