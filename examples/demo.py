@@ -67,6 +67,19 @@ def main():
                        features.view(torch.int32))
     print(f"per-request keys ({per_request!r}): decrypted exactly: {same}")
 
+    # Real encryption: ChaCha20-Poly1305 (RFC 8439) on the features' device, after ShuffleBits.
+    sealer = featperm.crypto.Sealer()  # a fresh 256-bit key; it never reuses a nonce
+    sealed = featperm.crypto.seal_shuffled(features, key, sealer.key(), next(sealer.nonces), aad=b"demo")
+    opened = featperm.crypto.open_shuffled(sealed, key, sealer.key(), aad=b"demo")
+    print(f"sealed with ChaCha20-Poly1305: {len(sealed)} bytes for {features.numel() * 4} bytes of "
+          f"features; opened exactly: {torch.equal(opened.cpu().view(torch.int32), features.cpu().view(torch.int32))}")
+    tampered = bytearray(sealed)
+    tampered[-1] ^= 1
+    try:
+        featperm.crypto.open_shuffled(tampered, key, sealer.key(), aad=b"demo")
+    except featperm.crypto.AuthenticationError:
+        print("one flipped bit in the sealed bytes: AuthenticationError (no tensor is returned)")
+
 
 if __name__ == "__main__":
     main()

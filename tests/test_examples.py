@@ -1,0 +1,16 @@
+"""The README's main command, `python examples/demo.py`, keeps working."""
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_demo_runs_and_decrypts_exactly():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "demo.py")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "decrypted exactly (bit for bit): True" in result.stdout
+    assert "opened exactly: True" in result.stdout
+    assert "AuthenticationError" in result.stdout
