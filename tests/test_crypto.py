@@ -325,7 +325,7 @@ def _unaligned_on(data: torch.Tensor, device: str) -> torch.Tensor:
     return host.to(device)[1:].reshape(data.shape)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.binary(min_size=0, max_size=3000), counter=st.integers(0, 2**32 - 64),
        key=st.binary(min_size=32, max_size=32), nonce=st.binary(min_size=12, max_size=12))
 def test_keystream_xor_matches_reference_hypothesis(target, data, counter, key, nonce):
@@ -506,7 +506,7 @@ def test_aead_interoperates_with_cryptography(target, length):
     assert tensor_bytes(crypto.aead_decrypt(their_ct.to(target), theirs[-16:], key, nonce, aad)) == plaintext
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plaintext=st.binary(max_size=5000), aad=st.binary(max_size=64), key=st.binary(min_size=32, max_size=32),
        nonce=st.binary(min_size=12, max_size=12))
 def test_aead_interoperates_with_cryptography_hypothesis(target, plaintext, aad, key, nonce):

@@ -227,7 +227,7 @@ def test_reference_index_example_from_struct():
 def test_bitkey_basics():
     key = featperm.BitKey.generate(32)
     assert key.bits == 32 and key.samples is None
-    assert "BitKey(bits=32)" == repr(key) and str(key.permutation().tolist()[0]) not in repr(key)[8:]
+    assert repr(key) == "BitKey(bits=32)"  # the whole repr: no key material
     assert key == featperm.BitKey(key.permutation())
     assert key.inverse().inverse() == key
     x = torch.randn(100)
