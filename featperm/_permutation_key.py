@@ -4,9 +4,38 @@ constant-time equality. Key material never appears in a repr (subclasses define 
 from __future__ import annotations
 
 import secrets
-from typing import Union
+from typing import List, Union
 
 import torch
+
+
+def random_permutation(n: int) -> List[int]:
+    """A uniform permutation of 0..n-1 from the operating system's CSPRNG: Fisher-Yates with
+    ``secrets.randbelow``, which has no modulo bias."""
+    p = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = secrets.randbelow(i + 1)
+        p[i], p[j] = p[j], p[i]
+    return p
+
+
+def check_permutation_rows(perm: torch.Tensor, what: str) -> None:
+    """Raise ValueError unless every row (the last dimension) of ``perm`` is a permutation of
+    0..n-1, naming the first bad row (for 2-D keys) and what is wrong with it. One host
+    synchronisation for a device tensor."""
+    n = perm.shape[-1]
+    ordered = torch.sort(perm, dim=-1).values
+    ok = ordered == torch.arange(n, device=perm.device)
+    if bool(ok.all()):
+        return
+    bad = (~ok).reshape(-1, n)
+    row = int(bad.any(dim=1).nonzero()[0, 0])
+    first = int(bad[row].nonzero()[0, 0])
+    value = int(ordered.reshape(-1, n)[row, first])
+    reason = f"value {value} repeats" if 0 <= value < first else \
+        (f"value {value} is out of range" if not 0 <= value < n else f"value {first} is missing")
+    where = f"row {row}: " if perm.dim() == 2 else ""
+    raise ValueError(f"{what} is not a permutation of 0..{n - 1} ({where}{reason})")
 
 
 class PermutationKey:

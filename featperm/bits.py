@@ -13,13 +13,12 @@ the ciphertext leaves your control.
 
 from __future__ import annotations
 
-import secrets
 from typing import Optional, Sequence, Union
 
 import torch
 
 from featperm import _library  # noqa: F401  (loads the compiled ops)
-from featperm._permutation_key import PermutationKey
+from featperm._permutation_key import PermutationKey, check_permutation_rows, random_permutation
 
 __all__ = [
     "BitKey",
@@ -59,16 +58,6 @@ def integer_view_dtype(dtype: torch.dtype) -> torch.dtype:
     return _INTEGER_VIEW[word_bits(dtype)]
 
 
-def _check_permutation_rows(perm: torch.Tensor, what: str) -> None:
-    n = perm.shape[-1]
-    expected = torch.arange(n, device=perm.device)
-    ok = torch.sort(perm, dim=-1).values == expected
-    if not bool(ok.all()):  # one host synchronisation for a device tensor
-        bad_row = int((~ok.all(dim=-1)).reshape(-1).nonzero()[0, 0]) if perm.dim() == 2 else None
-        where = f" (row {bad_row})" if bad_row is not None else ""
-        raise ValueError(f"{what} is not a permutation of 0..{n - 1}{where}")
-
-
 class BitKey(PermutationKey):
     """A ShuffleBits key: a permutation ``f`` of the bit positions ``0..n-1`` of an n-bit word.
 
@@ -94,7 +83,7 @@ class BitKey(PermutationKey):
                              f"got shape {tuple(perm.shape)}")
         if perm.dim() == 2 and perm.shape[0] == 0:
             raise ValueError("BitKey: a per-sample key needs at least one row")
-        _check_permutation_rows(perm, "BitKey: f")
+        check_permutation_rows(perm, "BitKey: f")
         self._set_permutation(perm)
 
     # -- construction -------------------------------------------------------------------------
@@ -108,13 +97,7 @@ class BitKey(PermutationKey):
         rows = 1 if samples is None else int(samples)
         if rows < 1:
             raise ValueError(f"BitKey.generate: samples must be >= 1, got {samples}")
-        perms = []
-        for _ in range(rows):
-            p = list(range(bits))
-            for i in range(bits - 1, 0, -1):  # Fisher-Yates; randbelow has no modulo bias
-                j = secrets.randbelow(i + 1)
-                p[i], p[j] = p[j], p[i]
-            perms.append(p)
+        perms = [random_permutation(bits) for _ in range(rows)]
         return cls(perms[0] if samples is None else perms)
 
     @classmethod
@@ -137,7 +120,7 @@ class BitKey(PermutationKey):
         if idx.dim() != 1 or idx.numel() not in _KEY_BITS:
             raise ValueError(f"from_reference_index: index must be 1-D of length in {_KEY_BITS}, "
                              f"got shape {tuple(idx.shape)}")
-        _check_permutation_rows(idx, "from_reference_index: index")
+        check_permutation_rows(idx, "from_reference_index: index")
         n = idx.numel()
         f = torch.empty(n, dtype=torch.int64)
         f[n - 1 - idx] = n - 1 - torch.arange(n)
@@ -198,7 +181,7 @@ def _key_tensor(key: KeyLike, x: torch.Tensor) -> torch.Tensor:
                 not key.is_floating_point():
             # The C++ op can check only host keys (a device key would need a host sync there):
             # check every key here, with one sync for a device key. Pass a BitKey to skip it.
-            _check_permutation_rows(key, "key")
+            check_permutation_rows(key, "key")
         return key
     return BitKey(key).tensor(x.device)
 

@@ -22,13 +22,12 @@ little data) and a stolen model can be fine-tuned to work without the key.
 
 from __future__ import annotations
 
-import secrets
 from typing import Optional, Sequence, Union
 
 import torch
 
 from featperm import _library  # noqa: F401  (loads the compiled ops)
-from featperm._permutation_key import PermutationKey
+from featperm._permutation_key import PermutationKey, check_permutation_rows, random_permutation
 
 __all__ = [
     "BlockKey",
@@ -39,27 +38,6 @@ __all__ = [
     "to_blocks",
     "from_blocks",
 ]
-
-
-def _random_permutation(n: int) -> list:
-    """Uniform permutation of 0..n-1 from the operating system's CSPRNG (Fisher-Yates)."""
-    p = list(range(n))
-    for i in range(n - 1, 0, -1):
-        j = secrets.randbelow(i + 1)  # no modulo bias
-        p[i], p[j] = p[j], p[i]
-    return p
-
-
-def _check_permutation(perm: torch.Tensor, what: str) -> None:
-    n = perm.numel()
-    ordered = torch.sort(perm).values
-    ok = ordered == torch.arange(n, device=perm.device)
-    if not bool(ok.all()):  # one host synchronisation for a device tensor
-        first = int((~ok).nonzero()[0, 0])
-        value = int(ordered[first])
-        reason = f"value {value} repeats" if 0 <= value < first else \
-            (f"value {value} is out of range" if not 0 <= value < n else f"value {first} is missing")
-        raise ValueError(f"{what} is not a permutation of 0..{n - 1} ({reason})")
 
 
 class BlockKey(PermutationKey):
@@ -86,7 +64,7 @@ class BlockKey(PermutationKey):
             raise ValueError(f"BlockKey: v must have shape (channels*block_size**2,) = ({n},) for "
                              f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}")
         perm = perm.to("cpu", torch.int64).contiguous().clone()
-        _check_permutation(perm, "BlockKey: v")
+        check_permutation_rows(perm, "BlockKey: v")
         self._set_permutation(perm)
         self._channels = channels
         self._block_size = block_size
@@ -98,7 +76,7 @@ class BlockKey(PermutationKey):
         if channels < 1 or block_size < 1:
             raise ValueError(f"BlockKey.generate: channels and block_size must be >= 1, got "
                              f"channels={channels}, block_size={block_size}")
-        perm = _random_permutation(channels * block_size * block_size)
+        perm = random_permutation(channels * block_size * block_size)
         return cls(torch.tensor(perm, dtype=torch.int64), channels=channels, block_size=block_size)
 
     @classmethod
@@ -161,7 +139,7 @@ def _key_and_block_size(op: str, x: torch.Tensor, key: BlockKeyLike,
     elif key.device.type != "cpu" and not torch.compiler.is_compiling() and key.dim() == 1 and \
             not key.is_floating_point() and key.dtype != torch.bool:
         # The C++ op checks host keys itself; a device key is checked here (one sync).
-        _check_permutation(key, f"{op}: key")
+        check_permutation_rows(key, f"{op}: key")
     return key, int(block_size)
 
 

@@ -5,7 +5,8 @@
 #include <torch/library.h>
 
 #include <limits>
-#include <vector>
+
+#include "ops/key_checks.h"
 
 namespace featperm::ops {
 namespace {
@@ -21,9 +22,7 @@ at::Tensor checked_key(const char* op, const at::Tensor& x, const at::Tensor& ke
   const int64_t c = x.size(1), h = x.size(2), w = x.size(3);
   TORCH_CHECK(h % m == 0 && w % m == 0, op, ": block_size ", m, " must divide the height and width of x, "
               "got H=", h, ", W=", w, " (x.shape ", x.sizes(), ")");
-  TORCH_CHECK(!at::isFloatingType(key.scalar_type()) && !at::isComplexType(key.scalar_type()) &&
-                  key.scalar_type() != at::kBool,
-              op, ": key must be an integer tensor of positions, got dtype ", key.scalar_type());
+  check_integer_key(op, key, "positions");
   TORCH_CHECK(key.device() == x.device(), op, ": key is on ", key.device(), " but x is on ", x.device(),
               "; expected the key on x's device (BlockKey.tensor(device) caches a copy per device)");
   TORCH_CHECK(c <= std::numeric_limits<int32_t>::max() / (m * m), op, ": C*M*M = ", c, "*", m, "*", m,
@@ -35,14 +34,7 @@ at::Tensor checked_key(const char* op, const at::Tensor& x, const at::Tensor& ke
   if (k.is_cpu()) {
     // A device key is checked by the Python layer: checking it here would need a host
     // synchronisation, which CUDA graph capture forbids.
-    const int64_t* v = k.const_data_ptr<int64_t>();
-    std::vector<bool> seen(positions, false);
-    for (int64_t i = 0; i < positions; ++i) {
-      TORCH_CHECK(v[i] >= 0 && v[i] < positions && !seen[v[i]], op, ": key is not a permutation of 0..",
-                  positions - 1, " (position ", i, " holds ", v[i],
-                  (v[i] >= 0 && v[i] < positions ? ", which appears twice)" : ", out of range)"));
-      seen[v[i]] = true;
-    }
+    check_permutation_rows(op, k.const_data_ptr<int64_t>(), 1, positions, /*per_row=*/false);
   }
   return k;
 }

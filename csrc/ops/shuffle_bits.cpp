@@ -1,5 +1,7 @@
 #include "ops/shuffle_bits.h"
 
+#include "ops/key_checks.h"
+
 #include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
@@ -39,9 +41,7 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
               "; expected a dtype of 8, 16, 32 or 64 bits (float16, bfloat16, float32, float64 "
               "or an integer dtype of those widths)");
   const int64_t bits = x.element_size() * 8;
-  TORCH_CHECK(!at::isFloatingType(key.scalar_type()) && !at::isComplexType(key.scalar_type()) &&
-                  key.scalar_type() != at::kBool,
-              op, ": key must be an integer tensor of bit positions, got dtype ", key.scalar_type());
+  check_integer_key(op, key, "bit positions");
   TORCH_CHECK(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", bits,
               ",) for one key or (N, ", bits, ") for one key per sample, got ", key.dim(),
               " dimensions");
@@ -58,19 +58,7 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
   if (keys.is_cpu()) {
     // Cheap on the host; a device key is checked by the Python layer (checking it here would
     // need a host synchronisation, which CUDA graph capture forbids).
-    const int64_t* k = keys.const_data_ptr<int64_t>();
-    const int64_t rows = keys.numel() / bits;
-    for (int64_t row = 0; row < rows; ++row) {
-      uint64_t seen = 0;
-      for (int64_t i = 0; i < bits; ++i) {
-        const int64_t v = k[row * bits + i];
-        TORCH_CHECK(v >= 0 && v < bits && !((seen >> v) & 1u), op, ": key",
-                    (keys.dim() == 2 ? " row " + std::to_string(row) : std::string()),
-                    " is not a permutation of 0..", bits - 1, " (position ", i, " holds ",
-                    v, ")");
-        seen |= uint64_t{1} << v;
-      }
-    }
+    check_permutation_rows(op, keys.const_data_ptr<int64_t>(), keys.numel() / bits, bits, keys.dim() == 2);
   }
   if (keys.device() != x.device()) {
     keys = keys.to(x.device());  // a key is at most 64 x 8 bytes a row: moving it is cheap
