@@ -25,3 +25,25 @@ def time_round_robin(fns, reps, warmup=3, batch=1):
             end.synchronize()
             times[name].append(start.elapsed_time(end) / batch)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ratios_round_robin_cpu(fns, baseline, reps, warmup=2):
+    """CPU timing for a shared, noisy machine: every repetition times each callable once, in
+    turn (time.perf_counter), and each callable's ratio to `baseline` is taken within the
+    repetition; returns {name: (median seconds, median of the per-repetition ratios
+    baseline_time / time)}. The per-repetition ratio cancels the slow drifts (other tenants,
+    frequency) that make separate medians of the two disagree by tens of percent."""
+    import time
+
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    base = times[baseline]
+    return {name: (statistics.median(t), statistics.median(b / s for b, s in zip(base, t)))
+            for name, t in times.items()}

@@ -15,6 +15,11 @@ CUDA_AVAILABLE = torch.cuda.is_available() and featperm.has_cuda_kernels()
 needs_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason="needs a CUDA GPU and featperm's CUDA kernels")
 
 
+# The CPU kernel variants this processor runs (0 portable; 1 AVX-512 where supported): at import
+# the active variant is the best one.
+CPU_ISAS = list(range(featperm.cpu_isa() + 1))
+
+
 def devices():
     """CPU always; CUDA where a GPU is present (the tests run on both where they can)."""
     return ["cpu"] + (["cuda"] if CUDA_AVAILABLE else [])

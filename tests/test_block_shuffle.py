@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import featperm
 from featperm.reference import block_shuffle_reference, block_unshuffle_reference
 
-from tests.conftest import CUDA_AVAILABLE, devices, needs_cuda
+from tests.conftest import CPU_ISAS, CUDA_AVAILABLE, devices, needs_cuda
 
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int64]
@@ -92,8 +92,17 @@ def test_kernels_match_both_references_bit_exactly(device, channels_last, dtype)
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), n=st.integers(1, 3), c=st.integers(1, 9), m=st.integers(1, 4),
        hb=st.integers(1, 3), wb=st.integers(1, 4), dtype=st.sampled_from(DTYPES),
-       channels_last=st.booleans(), device=st.sampled_from(devices()))
-def test_property_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device):
+       channels_last=st.booleans(), device=st.sampled_from(devices()), isa=st.sampled_from(CPU_ISAS))
+def test_property_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device, isa):
+    before = featperm.cpu_isa()
+    featperm.cpu_isa(isa)  # the CPU kernel variant (no effect on CUDA)
+    try:
+        check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device)
+    finally:
+        featperm.cpu_isa(before)
+
+
+def check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device):
     v = data.draw(st.permutations(range(c * m * m)), label="key")
     key = featperm.BlockKey(v, channels=c, block_size=m)
     x = as_format(random_words((n, c, hb * m, wb * m), dtype, device, seed=n * 100 + c), channels_last)
@@ -142,8 +151,9 @@ def test_large_block_global_memory_path(device, channels_last):
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape, m", [
-    ((1, 2048, 2, 12), 2),   # CPU: tiles of 4 blocks along a row of 6, the last one partial
+    ((1, 2048, 2, 40), 2),   # CPU: tiles of 8 blocks along a row of 20, the last one partial
     ((2, 3, 14, 6), 2),      # CPU: one tile of 7 full-width block rows
+    ((1, 64, 22, 64), 2),    # CPU: tiles of 8 block rows out of 11, the last one partial
     ((1, 1, 9, 9), 3),       # one channel
 ])
 def test_tile_edges(device, channels_last, shape, m):
@@ -188,6 +198,57 @@ def test_empty_tensor(device):
     x = torch.empty(0, 3, 4, 4, device=device)
     assert featperm.block_shuffle(x, key).shape == x.shape
     featperm.block_shuffle_(x, key)
+
+
+@pytest.fixture(params=[0, 1], ids=["cpu-portable", "cpu-avx512"])
+def cpu_isa(request):
+    """Each CPU kernel variant in turn (the AVX-512 one is skipped where the processor lacks it)."""
+    before = featperm.cpu_isa()
+    try:
+        featperm.cpu_isa(request.param)
+    except RuntimeError:
+        pytest.skip("this processor lacks AVX-512 VBMI (the vector kernel cannot run here)")
+    yield request.param
+    featperm.cpu_isa(before)
+
+
+# Each case aims at one loop of the CPU kernel (csrc/ops/cpu/block_shuffle_kernel.cpp).
+CPU_PATH_CASES = [
+    ((2, 16, 8, 8), 2, torch.float32),     # rows of 32 bytes: 2 rows per vector (masked loads)
+    ((2, 16, 8, 4), 4, torch.float32),     # rows of 16 bytes: 4 rows per vector
+    ((2, 8, 8, 16), 4, torch.uint8),       # 1-byte words, 4 rows per vector
+    ((2, 8, 4, 16), 2, torch.bfloat16),    # 2-byte words, rows of 32 bytes
+    ((2, 8, 6, 12), 2, torch.float32),     # rows of 48 bytes: one masked tail per row
+    ((2, 8, 4, 20), 2, torch.float32),     # rows of 80 bytes: a full vector and a tail
+    ((2, 4, 8, 64), 8, torch.float64),     # M=8: the loop for other M, 8-byte words
+    ((1, 2, 32, 32), 16, torch.float32),   # M=16, the largest vector M for 4-byte words
+    ((1, 1, 64, 64), 32, torch.uint8),     # M=32 > 16: portable loops under AVX-512 too
+    ((2, 5, 12, 12), 3, torch.float32),    # M=3 does not divide a vector: portable loops
+    ((1, 1024, 4, 48), 4, torch.float32),  # blocks of 64 KiB: 4 per tile, rows split in tiles
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("shape, m, dtype", CPU_PATH_CASES)
+def test_cpu_kernel_paths(cpu_isa, shape, m, dtype, channels_last):
+    key = featperm.BlockKey.generate(channels=shape[1], block_size=m)
+    x = as_format(random_words(shape, dtype, seed=11), channels_last)
+    # Also the same values one element into their storage (unaligned rows) and a non-dense view.
+    unaligned = torch.empty(x.numel() + 1, dtype=dtype)[1:].as_strided(x.shape, x.stride())
+    unaligned.copy_(x)
+    wide = as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=12), channels_last)
+    strided = wide[..., ::2]
+    for source in (x, unaligned, strided):
+        for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
+            expected = block_shuffle_reference(source, key.permutation(), m, inverse=inverse)
+            assert torch.equal(bits(op(source, key)), bits(expected))
+        before = source.clone()
+        featperm.block_shuffle_(source, key)
+        assert torch.equal(bits(source), bits(block_shuffle_reference(before, key.permutation(), m)))
+        featperm.block_unshuffle_(source, key)
+        assert torch.equal(bits(source), bits(before))
+    # the in-place ops touched exactly the view's elements
+    assert torch.equal(bits(wide[..., 1::2]), bits(as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=12), channels_last)[..., 1::2]))
 
 
 @needs_cuda
