@@ -217,6 +217,7 @@ CPU_PATH_CASES = [
     ((2, 16, 8, 8), 2, torch.float32),     # rows of 32 bytes: 2 rows per vector (masked loads)
     ((2, 16, 8, 4), 4, torch.float32),     # rows of 16 bytes: 4 rows per vector
     ((2, 8, 8, 16), 4, torch.uint8),       # 1-byte words, 4 rows per vector
+    ((1, 2, 16, 8), 8, torch.uint8),       # rows of 8 bytes: 8 rows per vector
     ((2, 8, 4, 16), 2, torch.bfloat16),    # 2-byte words, rows of 32 bytes
     ((2, 8, 6, 12), 2, torch.float32),     # rows of 48 bytes: one masked tail per row
     ((2, 8, 4, 20), 2, torch.float32),     # rows of 80 bytes: a full vector and a tail

@@ -285,16 +285,34 @@ class BlockPermuter {
   // with indices shifted by c - c' columns (they stay inside a block). When a row is narrower
   // than a vector and the M rows of a block row are adjacent in the output, R = 64 / row bytes
   // rows share a vector (masked loads of each row's lanes), so that narrow rows fill vectors.
+  // A row of 8, 16 or 32 bytes repeated across a vector. (Packing R = 64 / row bytes rows needs
+  // R to divide M <= 16 and a row to hold M words, so narrower rows never pack.)
+  FEATPERM_TARGET_AVX512 static __m512i broadcast_row(const Word* row, int64_t row_bytes) {
+    if (row_bytes == 32) return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
+    if (row_bytes == 16) return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row)));
+    int64_t bits;
+    std::memcpy(&bits, row, 8);
+    return _mm512_set1_epi64(bits);
+  }
+
   template <int kM>  // 0: M known at run time only
   FEATPERM_TARGET_AVX512 void interleave_rows_avx512(const TileView<const Word>& in, const TileView<Word>& out,
                                                      int64_t columns, int64_t block_rows) const {
     const int64_t M = kM ? kM : M_;
     const int64_t row_bytes = columns * int64_t{sizeof(Word)};
-    const bool packed = out.h == columns && row_bytes < kVectorBytes && kVectorBytes % row_bytes == 0 &&
-                        M % (kVectorBytes / row_bytes) == 0;
+    const bool packed = out.h == columns && row_bytes >= 8 && row_bytes < kVectorBytes &&
+                        kVectorBytes % row_bytes == 0 && M % (kVectorBytes / row_bytes) == 0;
     const int64_t rows_per_vector = packed ? kVectorBytes / row_bytes : 1;
     __mmask64 lanes[kMaxVectorBlockSize];
     for (int64_t c = 0; c < M; ++c) lanes[c] = column_lanes_[c];
+    // Packed: source j = i*M + c of a vector (row i, column c) is its source row broadcast to
+    // every row slot of the vector (no masked, line-splitting loads), permuted into the lanes of
+    // (row i, column c).
+    const int64_t sources_per_vector = rows_per_vector * M;
+    __mmask64 store_lanes[kVectorBytes];
+    for (int64_t j = 0; packed && j < sources_per_vector; ++j) {
+      store_lanes[j] = byte_range(j / M * row_bytes, (j / M + 1) * row_bytes) & lanes[j % M];
+    }
     for (int64_t ch = 0; ch < C_; ++ch) {
       for (int64_t g = 0; g < block_rows; ++g) {
         const Word* in_block_row = in.origin + g * M * in.h;
@@ -302,17 +320,13 @@ class BlockPermuter {
           const int64_t first = (ch * M + r0) * M;
           auto* o = reinterpret_cast<uint8_t*>(out.origin + ch * out.c + (g * M + r0) * out.h);
           if (packed) {
+            const int64_t* offset = row_offset_.data() + first;
+            const uint8_t* shift = row_shift_.data() + first;
+            // Zero-masked permutes ORed together: independent, rather than a chain of merges.
             __m512i v = _mm512_setzero_si512();
-            for (int64_t i = 0; i < rows_per_vector; ++i) {
-              const __mmask64 row = byte_range(i * row_bytes, (i + 1) * row_bytes);
-              for (int64_t c = 0; c < M; ++c) {
-                const int64_t e = first + i * M + c;
-                // Lane p is byte p - i*row_bytes of the source row (masked off outside the row).
-                const auto* base = reinterpret_cast<const uint8_t*>(
-                    reinterpret_cast<uintptr_t>(in_block_row + row_offset_[e]) - static_cast<uintptr_t>(i * row_bytes));
-                v = _mm512_mask_permutexvar_epi8(v, row & lanes[c], _mm512_load_si512(shift_index_[row_shift_[e]]),
-                                                 _mm512_maskz_loadu_epi8(row, base));
-              }
+            for (int64_t j = 0; j < sources_per_vector; ++j) {
+              const __m512i row = broadcast_row(in_block_row + offset[j], row_bytes);
+              v = _mm512_or_si512(v, _mm512_maskz_permutexvar_epi8(store_lanes[j], _mm512_load_si512(shift_index_[shift[j]]), row));
             }
             _mm512_storeu_si512(o, v);
             continue;
@@ -326,7 +340,9 @@ class BlockPermuter {
           int64_t at = 0;
           for (; at + kVectorBytes <= row_bytes; at += kVectorBytes) {
             __m512i v = _mm512_maskz_permutexvar_epi8(lanes[0], index[0], _mm512_loadu_si512(src[0] + at));
-            for (int64_t c = 1; c < M; ++c) v = _mm512_mask_permutexvar_epi8(v, lanes[c], index[c], _mm512_loadu_si512(src[c] + at));
+            for (int64_t c = 1; c < M; ++c) {
+              v = _mm512_or_si512(v, _mm512_maskz_permutexvar_epi8(lanes[c], index[c], _mm512_loadu_si512(src[c] + at)));
+            }
             _mm512_storeu_si512(o + at, v);
           }
           if (at < row_bytes) {  // a whole number of blocks: the masked loads stay inside the rows
