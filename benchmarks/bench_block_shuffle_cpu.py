@@ -29,16 +29,9 @@ import sys
 import torch
 
 import featperm
-from featperm.reference import block_shuffle_reference
 
+from bench_block_shuffle_gpu import BLOCK_SIZES, SHAPES, check_against_reference, peer, print_worst
 from timing import ratios_round_robin_cpu
-
-SHAPES = [(256, 64, 32, 32), (64, 256, 64, 64), (128, 512, 8, 8)]
-BLOCK_SIZES = [2, 4]
-
-
-def peer(x, v, m):
-    return block_shuffle_reference(x, v, m)
 
 
 def processor_name() -> str:
@@ -81,14 +74,7 @@ def main(argv=None) -> int:
                 x = torch.randn(shape).contiguous(memory_format=memory_format)
                 key = featperm.BlockKey.generate(channels=shape[1], block_size=m)
                 v = key.permutation()
-                expected = block_shuffle_reference(x, v, m)
-                assert torch.equal(featperm.block_shuffle(x, key), expected), f"block_shuffle wrong at {shape}"
-                assert torch.equal(featperm.block_unshuffle(expected, key), x), "block_unshuffle does not invert"
-                z = x.clone()
-                assert torch.equal(featperm.block_shuffle_(z, key), expected), "block_shuffle_ wrong"
-                if compiled_peer is not None:
-                    assert torch.equal(compiled_peer(x, v, m), expected), "compiled peer differs"
-                del z, expected
+                check_against_reference(x, key, v, m, compiled_peer)
                 xg = x.detach().clone().requires_grad_()
                 grad = torch.randn_like(x)
                 y_fp = featperm.block_shuffle(xg, key)
@@ -107,10 +93,7 @@ def main(argv=None) -> int:
                            "ms": seconds * 1e3, "percent_of_clone": 100 * ratio}
                     results.append(row)
                     print(f"{str(shape):>18} {m:>2} {fmt:>13} {name:>22} {row['ms']:9.3f} {row['percent_of_clone']:7.0f}%")
-    featperm_rows = [r for r in results if r["case"].startswith("featperm")]
-    worst = min(featperm_rows, key=lambda r: r["percent_of_clone"])
-    print(f"\nworst featperm case: {worst['case']} at {tuple(worst['shape'])}, M={worst['block_size']}, "
-          f"{worst['format']}: {worst['percent_of_clone']:.0f}% of clone() (target >= 50%)")
+    print_worst(results, 50)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"processor": processor_name(), "threads": args.threads, "torch": torch.__version__,

@@ -55,6 +55,29 @@ def peer(x, v, m):
     return block_shuffle_reference(x, v, m)
 
 
+def check_against_reference(x, key, v, m, compiled_peer=None):
+    """Correctness before timing: featperm bit-exact against the reference, both directions and
+    in place, keeping x's memory format (shared with bench_block_shuffle_cpu.py)."""
+    where = f"{tuple(x.shape)}, M={m}, strides {x.stride()}"
+    expected = block_shuffle_reference(x, v, m)
+    y = featperm.block_shuffle(x, key)
+    assert torch.equal(y, expected), f"block_shuffle differs from the reference at {where}"
+    assert y.stride() == x.stride(), "the output must keep the input's memory format"
+    assert torch.equal(featperm.block_unshuffle(y, key), x), f"block_unshuffle does not invert at {where}"
+    z = x.clone()
+    featperm.block_shuffle_(z, key)
+    assert torch.equal(z, expected), f"block_shuffle_ differs from the reference at {where}"
+    if compiled_peer is not None:
+        assert torch.equal(compiled_peer(x, v, m), expected), f"compiled peer differs at {where}"
+
+
+def print_worst(results, target_percent):
+    featperm_rows = [r for r in results if r["case"].startswith("featperm")]
+    worst = min(featperm_rows, key=lambda r: r["percent_of_clone"])
+    print(f"\nworst featperm case: {worst['case']} at {tuple(worst['shape'])}, M={worst['block_size']}, "
+          f"{worst['format']}: {worst['percent_of_clone']:.0f}% of clone() (target >= {target_percent}%)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", help="write the results as JSON to this path")
@@ -88,18 +111,7 @@ def main(argv=None) -> int:
                 v = key.tensor(device)
                 nbytes = 2 * x.numel() * x.element_size()
 
-                # Correctness first: bit-exact against the reference, both directions, in place.
-                expected = block_shuffle_reference(x, v, m)
-                y = featperm.block_shuffle(x, key)
-                assert torch.equal(y, expected), f"block_shuffle differs from the reference at {shape}, M={m}, {fmt}"
-                assert y.stride() == x.stride(), "the output must keep the input's memory format"
-                assert torch.equal(featperm.block_unshuffle(y, key), x), "block_unshuffle does not invert"
-                z = x.clone()
-                featperm.block_shuffle_(z, key)
-                assert torch.equal(z, expected), "block_shuffle_ differs from the reference"
-                if compiled_peer is not None:
-                    assert torch.equal(compiled_peer(x, v, m), expected), "compiled peer differs"
-                del y, z, expected
+                check_against_reference(x, key, v, m, compiled_peer)
 
                 xg = x.detach().clone().requires_grad_()  # own storage: the in-place case mutates x
                 grad = torch.randn_like(x)
@@ -132,10 +144,7 @@ def main(argv=None) -> int:
                 del xg, grad, y_fp, y_peer, x
                 torch.cuda.empty_cache()
 
-    featperm_rows = [r for r in results if r["case"].startswith("featperm")]
-    worst = min(featperm_rows, key=lambda r: r["percent_of_clone"])
-    print(f"\nworst featperm case: {worst['case']} at {tuple(worst['shape'])}, M={worst['block_size']}, "
-          f"{worst['format']}: {worst['percent_of_clone']:.0f}% of clone() (target >= 90%)")
+    print_worst(results, 90)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__,

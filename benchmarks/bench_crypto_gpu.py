@@ -25,7 +25,7 @@ import torch
 
 import featperm
 from featperm import crypto
-from timing import time_round_robin
+from timing import time_round_robin, wall_times_round_robin
 
 try:
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -45,18 +45,8 @@ def u8(data: bytes, device="cpu") -> torch.Tensor:
 
 def median_wall_ms(fns, reps, warmup=2):
     """Median wall-clock milliseconds of callables that end on the host (synchronous)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            torch.cuda.synchronize()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
+    times = wall_times_round_robin(fns, reps, warmup, sync=torch.cuda.synchronize)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
 
 
 def warm_up_gpu(seconds=1.0):

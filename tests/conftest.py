@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -18,6 +20,21 @@ needs_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason="needs a CUDA GPU and
 # The CPU kernel variants this processor runs (0 portable; 1 AVX-512 where supported): at import
 # the active variant is the best one.
 CPU_ISAS = list(range(featperm.cpu_isa() + 1))
+
+
+@contextlib.contextmanager
+def selected_cpu_isa(isa):
+    """Runs the body with CPU kernel variant `isa`, then restores the previous one. Skips the
+    test where the processor lacks it."""
+    before = featperm.cpu_isa()
+    try:
+        featperm.cpu_isa(isa)
+    except RuntimeError:
+        pytest.skip("this processor lacks AVX-512 (the vector kernels cannot run here)")
+    try:
+        yield isa
+    finally:
+        featperm.cpu_isa(before)
 
 
 def devices():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import featperm
 from featperm.reference import block_shuffle_reference, block_unshuffle_reference
 
-from tests.conftest import CPU_ISAS, CUDA_AVAILABLE, devices, needs_cuda
+from tests.conftest import CPU_ISAS, CUDA_AVAILABLE, devices, needs_cuda, selected_cpu_isa
 
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int64]
@@ -94,12 +94,8 @@ def test_kernels_match_both_references_bit_exactly(device, channels_last, dtype)
        hb=st.integers(1, 3), wb=st.integers(1, 4), dtype=st.sampled_from(DTYPES),
        channels_last=st.booleans(), device=st.sampled_from(devices()), isa=st.sampled_from(CPU_ISAS))
 def test_property_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device, isa):
-    before = featperm.cpu_isa()
-    featperm.cpu_isa(isa)  # the CPU kernel variant (no effect on CUDA)
-    try:
+    with selected_cpu_isa(isa):  # the CPU kernel variant (no effect on CUDA)
         check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device)
-    finally:
-        featperm.cpu_isa(before)
 
 
 def check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device):
@@ -203,13 +199,8 @@ def test_empty_tensor(device):
 @pytest.fixture(params=[0, 1], ids=["cpu-portable", "cpu-avx512"])
 def cpu_isa(request):
     """Each CPU kernel variant in turn (the AVX-512 one is skipped where the processor lacks it)."""
-    before = featperm.cpu_isa()
-    try:
-        featperm.cpu_isa(request.param)
-    except RuntimeError:
-        pytest.skip("this processor lacks AVX-512 VBMI (the vector kernel cannot run here)")
-    yield request.param
-    featperm.cpu_isa(before)
+    with selected_cpu_isa(request.param) as isa:
+        yield isa
 
 
 # Each case aims at one loop of the CPU kernel (csrc/ops/cpu/block_shuffle_kernel.cpp).

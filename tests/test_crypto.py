@@ -21,7 +21,7 @@ from featperm import crypto
 from featperm import reference as ref
 from featperm.crypto import AuthenticationError
 
-from tests.conftest import devices, needs_cuda
+from tests.conftest import devices, needs_cuda, selected_cpu_isa
 
 
 def h(text: str) -> bytes:
@@ -54,13 +54,8 @@ def target(request):
     if isa is None:
         yield device
         return
-    before = featperm.cpu_isa()
-    try:
-        featperm.cpu_isa(isa)
-    except RuntimeError:
-        pytest.skip("this processor lacks AVX-512 (the vector kernel cannot run here)")
-    yield device
-    featperm.cpu_isa(before)
+    with selected_cpu_isa(isa):
+        yield device
 
 
 # -- RFC 8439 known answers ----------------------------------------------------------------------

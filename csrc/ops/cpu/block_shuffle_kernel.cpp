@@ -112,6 +112,8 @@ class BlockPermuter {
     const Strides4& s = source_strides_;
     const Strides4& d = run.dst_strides;
     const std::vector<uint32_t> source = source_keys(run);
+    // Decodes key indices into (row, column, channel) in the block.
+    const TileLayout block(static_cast<uint32_t>(C_), static_cast<uint32_t>(M_), 1, false);
     if (rows_) {
       // Entry (ch', r', c') in output-row order: source row offset and source column.
       row_offset_.resize(source.size());
@@ -119,7 +121,7 @@ class BlockPermuter {
       for (int64_t ch = 0; ch < C_; ++ch) {
         for (int64_t r = 0; r < M_; ++r) {
           for (int64_t c = 0; c < M_; ++c) {
-            const BlockCoord e = coord_of_key(source[(r * M_ + c) * C_ + ch]);
+            const BlockCoord e = block.coord_of_key(source[(r * M_ + c) * C_ + ch]);
             const int64_t entry = (ch * M_ + r) * M_ + c;
             row_offset_[entry] = e.ch * s.c + e.r * s.h;
             row_column_[entry] = e.c;
@@ -146,7 +148,7 @@ class BlockPermuter {
       // Entry k' in output order (r', c', ch'): source offset from the block's origin.
       pixel_offset_.resize(source.size());
       for (size_t k = 0; k < source.size(); ++k) {
-        const BlockCoord e = coord_of_key(source[k]);
+        const BlockCoord e = block.coord_of_key(source[k]);
         pixel_offset_[k] = e.r * s.h + e.c * s.w + e.ch * s.c;
       }
       // Output runs: the M*C values of a block's image row when pixels are adjacent, else the C
@@ -191,11 +193,6 @@ class BlockPermuter {
   }
 
  private:
-  BlockCoord coord_of_key(uint32_t k) const {
-    const auto ch = static_cast<uint32_t>(k % C_), rc = static_cast<uint32_t>(k / C_);
-    return {static_cast<uint32_t>(rc / M_), static_cast<uint32_t>(rc % M_), ch};
-  }
-
   // Copies the tile into the dense stage (source_strides_).
   void stage_tile(const Tile& t, Word* stage) const {
     const TileView<const Word>& in = t.in;
