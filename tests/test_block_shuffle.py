@@ -203,19 +203,23 @@ def cpu_isa(request):
         yield isa
 
 
-# Each case aims at one loop of the CPU kernel (csrc/ops/cpu/block_shuffle_kernel.cpp).
+# Each case aims at one loop of the CPU kernel (csrc/ops/cpu/block_shuffle_kernel.cpp); with
+# AVX-512 VBMI, NCHW rows take the chunked loops, whose piece size is (64 / R bytes) / M for
+# R = 64 / row bytes rows packed to a chunk (R = 1 for wide or unpackable rows).
 CPU_PATH_CASES = [
-    ((2, 16, 8, 8), 2, torch.float32),     # rows of 32 bytes: 2 rows per vector (masked loads)
-    ((2, 16, 8, 4), 4, torch.float32),     # rows of 16 bytes: 4 rows per vector
-    ((2, 8, 8, 16), 4, torch.uint8),       # 1-byte words, 4 rows per vector
-    ((1, 2, 16, 8), 8, torch.uint8),       # rows of 8 bytes: 8 rows per vector
+    ((2, 16, 8, 8), 2, torch.float32),     # rows of 32 bytes: 2 rows per chunk, pieces of 16 bytes
+    ((2, 16, 8, 4), 4, torch.float32),     # rows of 16 bytes: 4 rows per chunk, pieces of 4 bytes
+    ((2, 8, 8, 16), 4, torch.uint8),       # 1-byte words, 4 rows per chunk
+    ((1, 2, 16, 8), 8, torch.uint8),       # rows of 8 bytes: 8 rows per chunk, pieces of 1 byte
+    ((1, 2, 16, 16), 8, torch.uint8),      # pieces of 2 bytes
     ((2, 8, 4, 16), 2, torch.bfloat16),    # 2-byte words, rows of 32 bytes
-    ((2, 8, 6, 12), 2, torch.float32),     # rows of 48 bytes: one masked tail per row
-    ((2, 8, 4, 20), 2, torch.float32),     # rows of 80 bytes: a full vector and a tail
-    ((2, 4, 8, 64), 8, torch.float64),     # M=8: the loop for other M, 8-byte words
-    ((1, 2, 32, 32), 16, torch.float32),   # M=16, the largest vector M for 4-byte words
+    ((2, 8, 6, 12), 2, torch.float32),     # rows of 48 bytes: padded to one chunk, a tail each
+    ((2, 8, 4, 20), 2, torch.float32),     # rows of 80 bytes: a full chunk and a tail
+    ((2, 3, 4, 4), 1, torch.float32),      # M=1: whole chunks (pieces of 64 bytes)
+    ((2, 4, 8, 64), 8, torch.float64),     # M=8, 8-byte words: pieces of 8 bytes
+    ((1, 2, 32, 32), 16, torch.float32),   # M=16, the largest chunked M for 4-byte words
     ((1, 1, 64, 64), 32, torch.uint8),     # M=32 > 16: portable loops under AVX-512 too
-    ((2, 5, 12, 12), 3, torch.float32),    # M=3 does not divide a vector: portable loops
+    ((2, 5, 12, 12), 3, torch.float32),    # M=3 does not divide a chunk: portable loops
     ((1, 1024, 4, 48), 4, torch.float32),  # blocks of 64 KiB: 4 per tile, rows split in tiles
 ]
 
@@ -230,7 +234,11 @@ def test_cpu_kernel_paths(cpu_isa, shape, m, dtype, channels_last):
     unaligned.copy_(x)
     wide = as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=12), channels_last)
     strided = wide[..., ::2]
-    for source in (x, unaligned, strided):
+    # Rows of unit stride that are not adjacent (a slice of wider rows): packed chunks load each
+    # row on its own, and in place the rows do not pack.
+    sliced_base = as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=13), channels_last)
+    sliced = sliced_base[..., : shape[3]]
+    for source in (x, unaligned, strided, sliced):
         for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
             expected = block_shuffle_reference(source, key.permutation(), m, inverse=inverse)
             assert torch.equal(bits(op(source, key)), bits(expected))
@@ -239,8 +247,11 @@ def test_cpu_kernel_paths(cpu_isa, shape, m, dtype, channels_last):
         assert torch.equal(bits(source), bits(block_shuffle_reference(before, key.permutation(), m)))
         featperm.block_unshuffle_(source, key)
         assert torch.equal(bits(source), bits(before))
-    # the in-place ops touched exactly the view's elements
-    assert torch.equal(bits(wide[..., 1::2]), bits(as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=12), channels_last)[..., 1::2]))
+    # the in-place ops touched exactly the views' elements
+    untouched = {12: wide[..., 1::2], 13: sliced_base[..., shape[3]:]}
+    for seed, rest in untouched.items():
+        original = as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=seed), channels_last)
+        assert torch.equal(bits(rest), bits(original[..., 1::2] if seed == 12 else original[..., shape[3]:]))
 
 
 @needs_cuda

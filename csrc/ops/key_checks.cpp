@@ -1,5 +1,6 @@
 #include "ops/key_checks.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,9 @@ void check_integer_key(const char* op, const at::Tensor& key, const char* what) 
 }
 
 void check_permutation_rows(const char* op, const int64_t* keys, int64_t rows, int64_t n, bool per_row) {
-  std::vector<bool> seen(n);
+  std::vector<uint8_t> seen(n);  // bytes: faster to test and set than vector<bool>'s bits
   for (int64_t row = 0; row < rows; ++row) {
-    std::fill(seen.begin(), seen.end(), false);
+    std::fill(seen.begin(), seen.end(), 0);
     const int64_t* k = keys + row * n;
     for (int64_t i = 0; i < n; ++i) {
       const int64_t v = k[i];
@@ -24,7 +25,7 @@ void check_permutation_rows(const char* op, const int64_t* keys, int64_t rows, i
       TORCH_CHECK(in_range && !seen[v], op, ": key", (per_row ? " row " + std::to_string(row) : std::string()),
                   " is not a permutation of 0..", n - 1, " (position ", i, " holds ", v,
                   (in_range ? ", which appears twice)" : ", out of range)"));
-      seen[v] = true;
+      seen[v] = 1;
     }
   }
 }

@@ -47,7 +47,7 @@ FEATPERM_HOST_DEVICE void build_destinations(const int64_t* key, int bits, uint8
 template <typename Entry, int ChunkBits>
 FEATPERM_HOST_DEVICE Entry chunk_table_entry(const uint8_t* dest, int chunk, unsigned value) {
   Entry entry = 0;
-#pragma unroll
+  FEATPERM_UNROLL
   for (int b = 0; b < ChunkBits; ++b) {
     const Entry bit = static_cast<Entry>((value >> b) & 1u);
     entry |= bit << dest[chunk * ChunkBits + b];

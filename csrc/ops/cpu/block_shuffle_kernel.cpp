@@ -1,34 +1,39 @@
 // Block-wise shuffle on the CPU: parallel over tiles (blocks of one block row, or whole block
-// rows of one sample when a row fits), every output element read straight from its source
-// element, outputs written in memory order. Out of place there is no staging; in place each tile
-// is first copied to a dense per-task stage and the same loops read from the stage.
+// rows of one sample when a row fits), outputs written in memory order.
 //
 // Two loop shapes, chosen by the source's memory order:
 //  - rows (W innermost, contiguous NCHW): output row (ch', r') interleaves M source rows, one
 //    per column in block c': out[b*M + c'] = src_row(c')[b*M + c], c the column that source
-//    element has in its block. With AVX-512 VBMI and M*bytes dividing 64, 64 bytes of output
-//    are M byte permutes (vpermb) of the same 64 bytes of the M source rows. Output channels are
-//    written one after another, each channel's rows of the tile in memory order;
+//    element has in its block. With AVX-512 VBMI (M*bytes dividing 64, M <= 16) this is two
+//    byte permutes (vpermb) per 64 bytes and no per-element work:
+//      1. stage: one block row at a time (C*M source rows), every 64-byte chunk of a row is
+//         copied to a per-task stage with its bytes grouped by column in block ("pieces": the
+//         chunk's elements of column c, in block order) -- one fixed permute per chunk;
+//      2. assemble: a 64-byte chunk of output row (ch', r') is its M pieces (one per c', each
+//         the piece of the source row and column the key names, at the same chunk position),
+//         loaded side by side with masked broadcasts and interleaved by the inverse permute.
+//    Rows narrower than 64 bytes are packed R = 64 / row bytes to a chunk when R divides M.
+//    Without VBMI (or with other M or strides): strided loops over the same rows;
 //  - pixels (channels innermost, channels_last): the C*M*M outputs of a block are read through
 //    a table of source offsets, in output order.
-// Both build their per-key tables once per call from the source's strides, so that the same
-// loops serve every memory format; the portable loops (any strides, any M) are the fallback.
+// Per-key tables are built once per call from the source's (or the stage's) strides, so that the
+// same loops serve every memory format. In place, a tile (or block row) is always staged before
+// it is written.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ops/block_shuffle.h"
 #include "ops/common/block_permutation.h"
+#include "ops/cpu/avx512_bytes.h"
 #include "ops/cpu/cpu_features.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define FEATPERM_HAVE_AVX512_BLOCK_KERNEL 1
-#define FEATPERM_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
-#endif
 
 namespace featperm::ops {
 namespace {
@@ -36,7 +41,7 @@ namespace {
 // Bytes of one tile: the tile, its output and (in place) its stage stay in a core's L2.
 constexpr int64_t kTileBytes = 256 * 1024;
 constexpr int64_t kVectorBytes = 64;
-// Vector row loops: M <= 16 (per-row arrays of M sources on the stack).
+// Chunked row loops: M <= 16 (at most 16 pieces per row chunk; larger blocks take the portable loops).
 constexpr int64_t kMaxVectorBlockSize = 16;
 
 // Memory view of one tile (or of its stage): the origin of the tile's first block and strides.
@@ -46,21 +51,38 @@ struct TileView {
   int64_t c, h, w;  // element strides
 };
 
-// Key index k = (r*M + c)*C + ch (block_permutation.h) of the element that output key index k
-// takes: v[k] to encrypt, v^-1[k] to decrypt (both directions are gathers).
-std::vector<uint32_t> source_keys(const BlockRun& run) {
+// f(r, c, ch) for every key index k = (r*M + c)*C + ch (block_permutation.h), in key order:
+// the key's coordinates without a division per entry.
+template <typename T, typename F>
+std::vector<T> per_key_index(int64_t C, int64_t M, F f) {
+  std::vector<T> table(C * M * M);
+  auto it = table.begin();
+  for (int64_t r = 0; r < M; ++r) {
+    for (int64_t c = 0; c < M; ++c) {
+      for (int64_t ch = 0; ch < C; ++ch) *it++ = static_cast<T>(f(r, c, ch));
+    }
+  }
+  return table;
+}
+
+// A per-output table in `entry` order: table[entry[k]] = source_value[s] for every output key
+// index k and the source key index s it takes: s = v[k] to encrypt, and k = v[s] to decrypt
+// (both directions are gathers).
+template <typename T>
+std::vector<T> table_by_source(const BlockRun& run, const std::vector<uint32_t>& entry,
+                               const std::vector<T>& source_value) {
   const int64_t* key = run.key->const_data_ptr<int64_t>();
-  const auto positions = static_cast<uint32_t>(run.c * run.block_size * run.block_size);
-  std::vector<uint32_t> source(positions);
+  const auto positions = static_cast<uint32_t>(entry.size());
+  std::vector<T> table(positions);
   for (uint32_t k = 0; k < positions; ++k) {
     const uint32_t vk = clamp_key_entry(key[k], positions);
     if (run.inverse) {
-      source[vk] = k;
+      table[entry[vk]] = source_value[k];
     } else {
-      source[k] = vk;
+      table[entry[k]] = source_value[vk];
     }
   }
-  return source;
+  return table;
 }
 
 // Lanes [begin, end) of a 64-byte vector (0 <= begin <= end <= 64).
@@ -86,14 +108,13 @@ class BlockPermuter {
         M_(run.block_size),
         blocks_per_row_(run.w / run.block_size),
         block_rows_(run.h / run.block_size),
-        rows_(!run.channels_inner),
-        staged_(run.src == run.dst) {
+        rows_(!run.channels_inner) {
     // Tile: as many blocks of a block row as fit kTileBytes (a multiple of one vector of words
     // when the row is split), and then as many whole block rows: full-width tiles of several
     // block rows write each output channel's rows (NCHW) in longer runs.
-    const int64_t block_bytes = C_ * M_ * M_ * int64_t{sizeof(Word)};
+    const int64_t block_bytes = C_ * M_ * M_ * kWordBytes;
     tile_blocks_ = std::clamp<int64_t>(kTileBytes / block_bytes, 1, blocks_per_row_);
-    const int64_t lanes = kVectorBytes / int64_t{sizeof(Word)};
+    const int64_t lanes = kVectorBytes / kWordBytes;
     if (tile_blocks_ < blocks_per_row_ && lanes % M_ == 0 && tile_blocks_ * M_ > lanes) {
       tile_blocks_ = tile_blocks_ * M_ / lanes * lanes / M_;
     }
@@ -103,54 +124,35 @@ class BlockPermuter {
     tiles_per_row_ = (blocks_per_row_ + tile_blocks_ - 1) / tile_blocks_;
     tile_rows_per_sample_ = (block_rows_ + tile_block_rows_ - 1) / tile_block_rows_;
     tile_columns_ = tile_blocks_ * M_;
-    // Staged tiles are read from a dense stage: (ch, image row, column) for rows, (image row,
-    // column, ch) for pixels.
+    // Output tables are in output-row order (ch', r', c') for rows, key order for pixels.
+    const std::vector<uint32_t> entry = per_key_index<uint32_t>(C_, M_, [&](int64_t r, int64_t c, int64_t ch) {
+      return rows_ ? (ch * M_ + r) * M_ + c : (r * M_ + c) * C_ + ch;
+    });
+    const Strides4& d = run.dst_strides;
+#ifdef FEATPERM_HAVE_AVX512_VBMI
+    chunked_ = vector && rows_ && run.src_strides.w == 1 && d.w == 1 && lanes % M_ == 0 &&
+               M_ <= kMaxVectorBlockSize;
+    if (chunked_) {
+      plan_chunks(entry);
+      if (chunked_) return;
+    }
+#else
+    (void)vector;
+#endif
+    // Portable loops. Staged (in place) tiles are read from a dense stage: (ch, image row,
+    // column) for rows, (image row, column, ch) for pixels.
+    staged_ = run.src == run.dst;
     const int64_t stage_rows = tile_block_rows_ * M_;
     source_strides_ = staged_ ? (rows_ ? Strides4{0, stage_rows * tile_columns_, tile_columns_, 1}
                                        : Strides4{0, 1, tile_columns_ * C_, C_})
                               : run.src_strides;
+    stage_bytes_ = staged_ ? C_ * stage_rows * tile_columns_ * kWordBytes : 0;
     const Strides4& s = source_strides_;
-    const Strides4& d = run.dst_strides;
-    const std::vector<uint32_t> source = source_keys(run);
-    // Decodes key indices into (row, column, channel) in the block.
-    const TileLayout block(static_cast<uint32_t>(C_), static_cast<uint32_t>(M_), 1, false);
-    if (rows_) {
-      // Entry (ch', r', c') in output-row order: source row offset and source column.
-      row_offset_.resize(source.size());
-      row_column_.resize(source.size());
-      for (int64_t ch = 0; ch < C_; ++ch) {
-        for (int64_t r = 0; r < M_; ++r) {
-          for (int64_t c = 0; c < M_; ++c) {
-            const BlockCoord e = block.coord_of_key(source[(r * M_ + c) * C_ + ch]);
-            const int64_t entry = (ch * M_ + r) * M_ + c;
-            row_offset_[entry] = e.ch * s.c + e.r * s.h;
-            row_column_[entry] = e.c;
-          }
-        }
-      }
-      vector_ = vector && s.w == 1 && d.w == 1 && lanes % M_ == 0 && M_ <= kMaxVectorBlockSize;
-      if (vector_) {
-        // Byte lanes of column-in-block c of a 64-byte chunk (chunks start on a block boundary).
-        column_lanes_.assign(M_, 0);
-        for (int64_t p = 0; p < kVectorBytes; ++p) column_lanes_[p / int64_t{sizeof(Word)} % M_] |= uint64_t{1} << p;
-        // Output lane p of column c' reads lane p + (c - c') * bytes for source column c.
-        row_shift_.resize(row_column_.size());
-        for (size_t e = 0; e < row_column_.size(); ++e) {
-          row_shift_[e] = static_cast<uint8_t>(row_column_[e] - static_cast<int64_t>(e % M_) + M_ - 1);
-        }
-        for (int64_t shift = 0; shift < 2 * M_ - 1; ++shift) {
-          for (int64_t p = 0; p < kVectorBytes; ++p) {
-            shift_index_[shift][p] = static_cast<uint8_t>(p + (shift - M_ + 1) * int64_t{sizeof(Word)});
-          }
-        }
-      }
-    } else {
-      // Entry k' in output order (r', c', ch'): source offset from the block's origin.
-      pixel_offset_.resize(source.size());
-      for (size_t k = 0; k < source.size(); ++k) {
-        const BlockCoord e = block.coord_of_key(source[k]);
-        pixel_offset_[k] = e.r * s.h + e.c * s.w + e.ch * s.c;
-      }
+    // Per output entry: the offset of its source element from the origin of the block.
+    source_offset_ = table_by_source(run, entry, per_key_index<int64_t>(C_, M_, [&](int64_t r, int64_t c, int64_t ch) {
+      return ch * s.c + r * s.h + c * s.w;
+    }));
+    if (!rows_) {
       // Output runs: the M*C values of a block's image row when pixels are adjacent, else the C
       // values of one pixel. (Scalar loads: AVX-512 gathers were no faster on the processor
       // measured; see benchmarks/results/README.md.)
@@ -159,8 +161,9 @@ class BlockPermuter {
   }
 
   int64_t tiles() const { return run_.n * tile_rows_per_sample_ * tiles_per_row_; }
-  int64_t tile_bytes() const { return C_ * M_ * tile_block_rows_ * tile_columns_ * int64_t{sizeof(Word)}; }
-  int64_t stage_elements() const { return staged_ ? C_ * M_ * tile_block_rows_ * tile_columns_ : 0; }
+  int64_t tile_bytes() const { return C_ * M_ * tile_block_rows_ * tile_columns_ * kWordBytes; }
+  // Bytes of the per-task stage (64-byte aligned by the caller); 0 when tiles are not staged.
+  int64_t stage_bytes() const { return stage_bytes_; }
 
   Tile tile_at(int64_t tile) const {
     const int64_t tile_column = tile % tiles_per_row_, rest = tile / tiles_per_row_;
@@ -175,11 +178,33 @@ class BlockPermuter {
             std::min(tile_block_rows_, block_rows_ - first_block_row)};
   }
 
-  void permute_tile(const Tile& t, Word* stage) const {
+  void permute_tile(const Tile& t, uint8_t* stage) const {
+#ifdef FEATPERM_HAVE_AVX512_VBMI
+    if (chunked_) {
+      // One block row at a time: its stage (C*M rows) holds every source of its outputs, stays
+      // in L1/L2 while they are assembled and, in place, is taken before they are written.
+      for (int64_t g = 0; g < t.block_rows; ++g) {
+        const TileView<const Word> in{t.in.origin + g * M_ * t.in.h, t.in.c, t.in.h, t.in.w};
+        const TileView<Word> out{t.out.origin + g * M_ * t.out.h, t.out.c, t.out.h, t.out.w};
+        stage_pieces(in, t.columns, stage);
+        switch (piece_bytes_) {
+          case 1: assemble_rows<1>(stage, out, t.columns); break;
+          case 2: assemble_rows<2>(stage, out, t.columns); break;
+          case 4: assemble_rows<4>(stage, out, t.columns); break;
+          case 8: assemble_rows<8>(stage, out, t.columns); break;
+          case 16: assemble_rows<16>(stage, out, t.columns); break;
+          case 32: assemble_rows<32>(stage, out, t.columns); break;
+          default: assemble_rows<64>(stage, out, t.columns); break;
+        }
+      }
+      return;
+    }
+#endif
     TileView<const Word> in = t.in;
     if (staged_) {
-      stage_tile(t, stage);
-      in = {stage, source_strides_.c, source_strides_.h, source_strides_.w};
+      Word* words = reinterpret_cast<Word*>(stage);
+      stage_tile(t, words);
+      in = {words, source_strides_.c, source_strides_.h, source_strides_.w};
     }
     if (rows_) {
       permute_rows(in, t.out, t.columns, t.block_rows);
@@ -193,6 +218,8 @@ class BlockPermuter {
   }
 
  private:
+  static constexpr int64_t kWordBytes = sizeof(Word);
+
   // Copies the tile into the dense stage (source_strides_).
   void stage_tile(const Tile& t, Word* stage) const {
     const TileView<const Word>& in = t.in;
@@ -223,7 +250,7 @@ class BlockPermuter {
     }
   }
   static void copy_run(const Word* in, int64_t stride, int64_t count, Word* out) {
-    if (stride == 1 && count * int64_t{sizeof(Word)} >= 512) {
+    if (stride == 1 && count * kWordBytes >= 512) {
       std::memcpy(out, in, count * sizeof(Word));  // a call pays off for long runs only
     } else {
       for (int64_t j = 0; j < count; ++j) out[j] = in[j * stride];
@@ -233,23 +260,13 @@ class BlockPermuter {
   // Output rows, channel by channel (each output channel's rows in memory order).
   void permute_rows(const TileView<const Word>& in, const TileView<Word>& out, int64_t columns,
                     int64_t block_rows) const {
-#ifdef FEATPERM_HAVE_AVX512_BLOCK_KERNEL
-    if (vector_) {
-      switch (M_) {  // the paper's block sizes with the loops over columns in block unrolled
-        case 2: interleave_rows_avx512<2>(in, out, columns, block_rows); break;
-        case 4: interleave_rows_avx512<4>(in, out, columns, block_rows); break;
-        default: interleave_rows_avx512<0>(in, out, columns, block_rows); break;
-      }
-      return;
-    }
-#endif
     for (int64_t ch = 0; ch < C_; ++ch) {
       for (int64_t g = 0; g < block_rows; ++g) {
         for (int64_t r = 0; r < M_; ++r) {
           const int64_t entry = (ch * M_ + r) * M_;
           Word* out_row = out.origin + ch * out.c + (g * M_ + r) * out.h;
           for (int64_t c = 0; c < M_; ++c) {
-            const Word* src = in.origin + g * M_ * in.h + row_offset_[entry + c] + row_column_[entry + c] * in.w;
+            const Word* src = in.origin + g * M_ * in.h + source_offset_[entry + c];
             for (int64_t col = c; col < columns; col += M_) out_row[col * out.w] = src[(col - c) * in.w];
           }
         }
@@ -265,7 +282,7 @@ class BlockPermuter {
       for (int64_t q = 0; q < runs; ++q) {
         const int64_t pixel = q * pixels_per_run;  // r' * M + c'
         Word* out_run = out_block + pixel / M_ * out.h + pixel % M_ * out.w;
-        const int64_t* offset = pixel_offset_.data() + q * pixel_run_;
+        const int64_t* offset = source_offset_.data() + q * pixel_run_;
         if (pixels_per_run > 1 || out.c == 1) {  // the run is contiguous
           for (int64_t j = 0; j < pixel_run_; ++j) out_run[j] = in_block[offset[j]];
         } else {
@@ -275,81 +292,138 @@ class BlockPermuter {
     }
   }
 
-#ifdef FEATPERM_HAVE_AVX512_BLOCK_KERNEL
-  // Output row (ch', r'), column b*M + c' takes source row (ch', r', c') (an entry of the row
-  // tables) at column b*M + c, c that entry's source column. Per 64 bytes of output and per c':
-  // one load of the source row at the same columns and one vpermb into the lanes of column c',
-  // with indices shifted by c - c' columns (they stay inside a block). When a row is narrower
-  // than a vector and the M rows of a block row are adjacent in the output, R = 64 / row bytes
-  // rows share a vector (masked loads of each row's lanes), so that narrow rows fill vectors.
-  // A row of 8, 16 or 32 bytes repeated across a vector. (Packing R = 64 / row bytes rows needs
-  // R to divide M <= 16 and a row to hold M words, so narrower rows never pack.)
-  FEATPERM_TARGET_AVX512 static __m512i broadcast_row(const Word* row, int64_t row_bytes) {
-    if (row_bytes == 32) return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row)));
-    if (row_bytes == 16) return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row)));
-    int64_t bits;
-    std::memcpy(&bits, row, 8);
-    return _mm512_set1_epi64(bits);
+#ifdef FEATPERM_HAVE_AVX512_VBMI
+  // The stage of the chunked row loops: per channel, the M image rows of one block row, each
+  // padded to whole 64-byte chunks (or R = 64 / row bytes rows to a chunk), every chunk's bytes in piece order
+  // (row in chunk i, column in block c, block b, byte t) instead of (i, b, c, t).
+  void plan_chunks(const std::vector<uint32_t>& entry) {
+    const int64_t row_bytes = tile_columns_ * kWordBytes;
+    const int64_t packable = kVectorBytes / std::max<int64_t>(row_bytes, 1);
+    rows_per_chunk_ = (tile_blocks_ == blocks_per_row_ && row_bytes < kVectorBytes && kVectorBytes % row_bytes == 0 &&
+                       M_ % packable == 0 && run_.dst_strides.h == run_.w)
+                          ? packable
+                          : 1;
+    stage_row_bytes_ = rows_per_chunk_ > 1 ? row_bytes : (row_bytes + kVectorBytes - 1) / kVectorBytes * kVectorBytes;
+    stage_channel_bytes_ = M_ * stage_row_bytes_;
+    stage_bytes_ = C_ * stage_channel_bytes_;
+    if (stage_bytes_ > int64_t{UINT32_MAX}) {  // 32-bit piece offsets; such tiles take the portable loops
+      chunked_ = false;
+      return;
+    }
+    const int64_t chunk_row_bytes = kVectorBytes / rows_per_chunk_;
+    piece_bytes_ = chunk_row_bytes / M_;
+    for (int64_t q = 0; q < kVectorBytes; ++q) {
+      const int64_t i = q / chunk_row_bytes, element = q % chunk_row_bytes / kWordBytes, t = q % kWordBytes;
+      const int64_t piece_position = i * chunk_row_bytes + element % M_ * piece_bytes_ + element / M_ * kWordBytes + t;
+      stage_index_[piece_position] = static_cast<uint8_t>(q);  // stage byte <- source byte
+      assemble_index_[q] = static_cast<uint8_t>(piece_position);  // output byte <- piece byte
+    }
+    // Per output entry (ch', r', c'): the stage offset of its source row's piece of its source
+    // column, from the stage of the block row.
+    piece_offset_ = table_by_source(run_, entry, per_key_index<uint32_t>(C_, M_, [&](int64_t r, int64_t c, int64_t ch) {
+      return ch * stage_channel_bytes_ + r * stage_row_bytes_ + c * piece_bytes_;
+    }));
   }
 
-  template <int kM>  // 0: M known at run time only
-  FEATPERM_TARGET_AVX512 void interleave_rows_avx512(const TileView<const Word>& in, const TileView<Word>& out,
-                                                     int64_t columns, int64_t block_rows) const {
-    const int64_t M = kM ? kM : M_;
-    const int64_t row_bytes = columns * int64_t{sizeof(Word)};
-    const bool packed = out.h == columns && row_bytes >= 8 && row_bytes < kVectorBytes &&
-                        kVectorBytes % row_bytes == 0 && M % (kVectorBytes / row_bytes) == 0;
-    const int64_t rows_per_vector = packed ? kVectorBytes / row_bytes : 1;
-    __mmask64 lanes[kMaxVectorBlockSize];
-    for (int64_t c = 0; c < M; ++c) lanes[c] = column_lanes_[c];
-    // Packed: source j = i*M + c of a vector (row i, column c) is its source row broadcast to
-    // every row slot of the vector (no masked, line-splitting loads), permuted into the lanes of
-    // (row i, column c).
-    const int64_t sources_per_vector = rows_per_vector * M;
-    __mmask64 store_lanes[kVectorBytes];
-    for (int64_t j = 0; packed && j < sources_per_vector; ++j) {
-      store_lanes[j] = byte_range(j / M * row_bytes, (j / M + 1) * row_bytes) & lanes[j % M];
+  // Step 1: the source rows of one block row into the stage, each chunk permuted into piece order.
+  // (Both steps copy members and strides to locals first: their byte stores may alias anything,
+  // and the compiler would reload every member after each store.)
+  FEATPERM_TARGET_VBMI void stage_pieces(const TileView<const Word>& block_row, int64_t columns, uint8_t* stage) const {
+    const __m512i index = _mm512_load_si512(stage_index_);
+    const int64_t row_bytes = columns * kWordBytes, R = rows_per_chunk_, C = C_, M = M_;
+    const int64_t in_c = block_row.c, in_h = block_row.h, stage_row = stage_row_bytes_, stage_channel_bytes = stage_channel_bytes_;
+    const Word* const origin = block_row.origin;
+    if (R > 1 && in_h == columns) {
+      // A channel's M packed rows are M / R chunks, adjacent in the source and in the stage.
+      for (int64_t ch = 0; ch < C; ++ch) {
+        const auto* in = reinterpret_cast<const uint8_t*>(origin + ch * in_c);
+        uint8_t* staged = stage + ch * stage_channel_bytes;
+        for (int64_t at = 0; at < M * row_bytes; at += kVectorBytes) {
+          _mm512_store_si512(staged + at, cpu::permute_bytes(index, _mm512_loadu_si512(in + at)));
+        }
+      }
+      return;
     }
-    for (int64_t ch = 0; ch < C_; ++ch) {
-      for (int64_t g = 0; g < block_rows; ++g) {
-        const Word* in_block_row = in.origin + g * M * in.h;
-        for (int64_t r0 = 0; r0 < M; r0 += rows_per_vector) {
-          const int64_t first = (ch * M + r0) * M;
-          auto* o = reinterpret_cast<uint8_t*>(out.origin + ch * out.c + (g * M + r0) * out.h);
-          if (packed) {
-            const int64_t* offset = row_offset_.data() + first;
-            const uint8_t* shift = row_shift_.data() + first;
-            // Zero-masked permutes ORed together: independent, rather than a chain of merges.
-            __m512i v = _mm512_setzero_si512();
-            for (int64_t j = 0; j < sources_per_vector; ++j) {
-              const __m512i row = broadcast_row(in_block_row + offset[j], row_bytes);
-              v = _mm512_or_si512(v, _mm512_maskz_permutexvar_epi8(store_lanes[j], _mm512_load_si512(shift_index_[shift[j]]), row));
+    const bool adjacent_rows = in_h == columns;  // the R rows of a chunk are one 64-byte run
+    for (int64_t ch = 0; ch < C; ++ch) {
+      const Word* in_channel = origin + ch * in_c;
+      uint8_t* stage_channel = stage + ch * stage_channel_bytes;
+      for (int64_t r = 0; r < M; r += R) {
+        const auto* in = reinterpret_cast<const uint8_t*>(in_channel + r * in_h);
+        uint8_t* staged = stage_channel + r * stage_row;
+        if (R > 1) {
+          __m512i v = _mm512_setzero_si512();
+          if (adjacent_rows) {
+            v = _mm512_loadu_si512(in);
+          } else {
+            for (int64_t i = 0; i < R; ++i) {  // row i into lanes [i*row, (i+1)*row)
+              const auto* row = reinterpret_cast<const uint8_t*>(in_channel + (r + i) * in_h);
+              v = _mm512_mask_loadu_epi8(v, byte_range(i * row_bytes, (i + 1) * row_bytes), row - i * row_bytes);
             }
-            _mm512_storeu_si512(o, v);
-            continue;
           }
-          const uint8_t* src[kMaxVectorBlockSize];
-          __m512i index[kMaxVectorBlockSize];
-          for (int64_t c = 0; c < M; ++c) {
-            src[c] = reinterpret_cast<const uint8_t*>(in_block_row + row_offset_[first + c]);
-            index[c] = _mm512_load_si512(shift_index_[row_shift_[first + c]]);
-          }
-          int64_t at = 0;
-          for (; at + kVectorBytes <= row_bytes; at += kVectorBytes) {
-            __m512i v = _mm512_maskz_permutexvar_epi8(lanes[0], index[0], _mm512_loadu_si512(src[0] + at));
-            for (int64_t c = 1; c < M; ++c) {
-              v = _mm512_or_si512(v, _mm512_maskz_permutexvar_epi8(lanes[c], index[c], _mm512_loadu_si512(src[c] + at)));
-            }
-            _mm512_storeu_si512(o + at, v);
-          }
-          if (at < row_bytes) {  // a whole number of blocks: the masked loads stay inside the rows
-            const __mmask64 tail = byte_range(0, row_bytes - at);
-            __m512i v = _mm512_maskz_permutexvar_epi8(lanes[0], index[0], _mm512_maskz_loadu_epi8(tail, src[0] + at));
-            for (int64_t c = 1; c < M; ++c) {
-              v = _mm512_mask_permutexvar_epi8(v, lanes[c], index[c], _mm512_maskz_loadu_epi8(tail, src[c] + at));
-            }
-            _mm512_mask_storeu_epi8(o + at, tail, v);
-          }
+          _mm512_store_si512(staged, cpu::permute_bytes(index, v));
+          continue;
+        }
+        for (int64_t at = 0; at < row_bytes; at += kVectorBytes) {
+          const __m512i v = at + kVectorBytes <= row_bytes
+                                ? _mm512_loadu_si512(in + at)
+                                : _mm512_maskz_loadu_epi8(byte_range(0, row_bytes - at), in + at);
+          _mm512_store_si512(staged + at, cpu::permute_bytes(index, v));
+        }
+      }
+    }
+  }
+
+  // Piece j of a chunk (bytes [j*kPieceBytes, (j+1)*kPieceBytes)) from `piece`, other lanes kept.
+  template <int kPieceBytes, int j>
+  FEATPERM_TARGET_VBMI static __m512i load_piece(__m512i v, const uint8_t* piece) {
+    if constexpr (kPieceBytes == 64) {
+      return _mm512_loadu_si512(piece);
+    } else if constexpr (kPieceBytes == 32) {
+      return _mm512_mask_broadcast_i64x4(v, __mmask8(0xF << (4 * j)), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(piece)));
+    } else if constexpr (kPieceBytes == 16) {
+      return _mm512_mask_broadcast_i32x4(v, __mmask16(0xF << (4 * j)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(piece)));
+    } else {
+      using Lane = std::conditional_t<kPieceBytes == 8, int64_t, std::conditional_t<kPieceBytes == 4, int32_t,
+                   std::conditional_t<kPieceBytes == 2, int16_t, int8_t>>>;
+      Lane value;
+      std::memcpy(&value, piece, sizeof(Lane));
+      if constexpr (kPieceBytes == 8) return _mm512_mask_set1_epi64(v, __mmask8(uint64_t{1} << j), value);
+      if constexpr (kPieceBytes == 4) return _mm512_mask_set1_epi32(v, __mmask16(uint64_t{1} << j), value);
+      if constexpr (kPieceBytes == 2) return _mm512_mask_set1_epi16(v, __mmask32(uint64_t{1} << j), value);
+      if constexpr (kPieceBytes == 1) return _mm512_mask_set1_epi8(v, __mmask64(uint64_t{1} << j), value);
+    }
+  }
+  template <int kPieceBytes, int... j>
+  FEATPERM_TARGET_VBMI static __m512i load_pieces(const uint8_t* base, const uint32_t* offset,
+                                                    std::integer_sequence<int, j...>) {
+    __m512i v = _mm512_setzero_si512();
+    ((v = load_piece<kPieceBytes, j>(v, base + offset[j])), ...);
+    return v;
+  }
+
+  // Step 2: each 64-byte chunk of one block row's output (R rows of one channel, or a chunk of
+  // one row) from its 64 / kPieceBytes pieces in the stage, interleaved by one permute.
+  template <int kPieceBytes>
+  FEATPERM_TARGET_VBMI void assemble_rows(const uint8_t* stage, const TileView<Word>& block_row, int64_t columns) const {
+    constexpr int kPieces = kVectorBytes / kPieceBytes;  // = R * M
+    const __m512i index = _mm512_load_si512(assemble_index_);
+    const int64_t R = rows_per_chunk_, C = C_, M = M_, out_c = block_row.c, out_h = block_row.h;
+    const int64_t out_bytes = R > 1 ? kVectorBytes : columns * kWordBytes;  // per output chunk row
+    const uint32_t* const offsets = piece_offset_.data();
+    Word* const origin = block_row.origin;
+    for (int64_t ch = 0; ch < C; ++ch) {
+      for (int64_t r0 = 0; r0 < M; r0 += R) {
+        const uint32_t* offset = offsets + (ch * M + r0) * M;
+        auto* out = reinterpret_cast<uint8_t*>(origin + ch * out_c + r0 * out_h);
+        int64_t at = 0;
+        for (; at + kVectorBytes <= out_bytes; at += kVectorBytes) {
+          const __m512i v = load_pieces<kPieceBytes>(stage + at, offset, std::make_integer_sequence<int, kPieces>());
+          _mm512_storeu_si512(out + at, cpu::permute_bytes(index, v));
+        }
+        if (at < out_bytes) {  // the pieces of a row's last, partial chunk lie in its padding
+          const __m512i v = load_pieces<kPieceBytes>(stage + at, offset, std::make_integer_sequence<int, kPieces>());
+          _mm512_mask_storeu_epi8(out + at, byte_range(0, out_bytes - at), cpu::permute_bytes(index, v));
         }
       }
     }
@@ -358,20 +432,24 @@ class BlockPermuter {
 
   const BlockRun& run_;
   const int64_t C_, M_, blocks_per_row_, block_rows_;
-  const bool rows_, staged_;
-  bool vector_ = false;
+  const bool rows_;
+  bool staged_ = false, chunked_ = false;
   int64_t tile_blocks_ = 1, tile_block_rows_ = 1, tiles_per_row_ = 1, tile_rows_per_sample_ = 1, tile_columns_ = 1;
+  int64_t stage_bytes_ = 0;
+  // Portable loops.
   Strides4 source_strides_{};
-  std::vector<int64_t> row_offset_, row_column_, pixel_offset_;
-  std::vector<uint8_t> row_shift_;  // per row entry: source column - output column + M - 1
-  alignas(64) uint8_t shift_index_[2 * kMaxVectorBlockSize - 1][kVectorBytes];  // vpermb indices per shift
-  std::vector<uint64_t> column_lanes_;
+  std::vector<int64_t> source_offset_;  // per output entry
   int64_t pixel_run_ = 1;
+  // Chunked row loops.
+  int64_t rows_per_chunk_ = 1, stage_row_bytes_ = 0, stage_channel_bytes_ = 0, piece_bytes_ = kVectorBytes;
+  std::vector<uint32_t> piece_offset_;
+  alignas(64) uint8_t stage_index_[kVectorBytes] = {};
+  alignas(64) uint8_t assemble_index_[kVectorBytes] = {};
 };
 
 template <typename Word>
 void permute_blocks(const BlockRun& run) {
-#ifdef FEATPERM_HAVE_AVX512_BLOCK_KERNEL
+#ifdef FEATPERM_HAVE_AVX512_VBMI
   const bool vector = cpu::active_isa() == cpu::Isa::kAvx512Gfni;
 #else
   const bool vector = false;
@@ -379,8 +457,10 @@ void permute_blocks(const BlockRun& run) {
   BlockPermuter<Word> permuter(run, vector);
   const int64_t grain = std::max<int64_t>(1, kTileBytes / permuter.tile_bytes());
   at::parallel_for(0, permuter.tiles(), grain, [&](int64_t begin, int64_t end) {
-    std::vector<Word> stage(permuter.stage_elements());
-    for (int64_t tile = begin; tile < end; ++tile) permuter.permute_tile(permuter.tile_at(tile), stage.data());
+    std::vector<uint8_t> buffer(permuter.stage_bytes() + kVectorBytes);
+    auto* stage = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.data()) + kVectorBytes - 1) &
+                                             ~uintptr_t{kVectorBytes - 1});
+    for (int64_t tile = begin; tile < end; ++tile) permuter.permute_tile(permuter.tile_at(tile), stage);
   });
 }
 

@@ -16,6 +16,7 @@
 #endif
 
 #include "ops/common/bit_permutation.h"
+#include "ops/cpu/avx512_bytes.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/shuffle_bits.h"
 
@@ -94,10 +95,10 @@ struct GfniPlan {
       if constexpr (W == 1) {
         return _mm512_gf2p8affine_epi64_epi8(x, matrix_v[0], 0);
       } else {
-        __m512i acc = _mm512_gf2p8affine_epi64_epi8(_mm512_permutexvar_epi8(gather_v[0], x), matrix_v[0], 0);
+        __m512i acc = _mm512_gf2p8affine_epi64_epi8(cpu::permute_bytes(gather_v[0], x), matrix_v[0], 0);
         for (int d = 1; d < W; ++d)
-          acc = _mm512_xor_si512(acc, _mm512_gf2p8affine_epi64_epi8(_mm512_permutexvar_epi8(gather_v[d], x), matrix_v[d], 0));
-        return _mm512_permutexvar_epi8(scatter_v, acc);
+          acc = _mm512_xor_si512(acc, _mm512_gf2p8affine_epi64_epi8(cpu::permute_bytes(gather_v[d], x), matrix_v[d], 0));
+        return cpu::permute_bytes(scatter_v, acc);
       }
     };
     int64_t i = 0;
