@@ -40,6 +40,8 @@ namespace {
 
 // Bytes of one tile: the tile, its output and (in place) its stage stay in a core's L2.
 constexpr int64_t kTileBytes = 256 * 1024;
+// Chunked row loops out of place: output channels prefetched ahead of the one being written.
+constexpr int64_t kPrefetchChannels = 8;
 constexpr int64_t kVectorBytes = 64;
 // Chunked row loops: M <= 16 (at most 16 pieces per row chunk; larger blocks take the portable loops).
 constexpr int64_t kMaxVectorBlockSize = 16;
@@ -412,7 +414,16 @@ class BlockPermuter {
     const int64_t out_bytes = R > 1 ? kVectorBytes : columns * kWordBytes;  // per output chunk row
     const uint32_t* const offsets = piece_offset_.data();
     Word* const origin = block_row.origin;
+    const bool prefetch_output = run_.src != run_.dst;
     for (int64_t ch = 0; ch < C; ++ch) {
+      if (prefetch_output && ch + kPrefetchChannels < C) {
+        // Out of place the output's lines are not cached: ask for them for writing a few channels
+        // ahead (the writes hop between channels, which hardware prefetchers do not follow).
+        for (int64_t r = 0; r < M; ++r) {
+          const auto* ahead = reinterpret_cast<const uint8_t*>(origin + (ch + kPrefetchChannels) * out_c + r * out_h);
+          for (int64_t at = 0; at < columns * kWordBytes; at += kVectorBytes) __builtin_prefetch(ahead + at, 1);
+        }
+      }
       for (int64_t r0 = 0; r0 < M; r0 += R) {
         const uint32_t* offset = offsets + (ch * M + r0) * M;
         auto* out = reinterpret_cast<uint8_t*>(origin + ch * out_c + r0 * out_h);
