@@ -42,10 +42,11 @@ namespace {
 constexpr int64_t kTileBytes = 256 * 1024;
 // Chunked row loops out of place: output channels prefetched ahead of the one being written.
 constexpr int64_t kPrefetchChannels = 8;
-// Chunked row loops: a channel's M rows of a block row shorter than this are staged a whole
-// tile at a time (measured: (32, 512, 8, 8) float32 out of place 15-30% faster, other shapes
-// of the benchmark no faster).
-constexpr int64_t kShortChannelRunBytes = 256;
+// Chunked row loops: when a channel's M rows of a block row are shorter than this, a whole tile
+// is staged at a time. Measured on the benchmark's shapes (float32, one thread), against staging
+// every block row on its own: 15-30% faster for M rows of 64-512 bytes (the stage pass then reads
+// each channel's rows of the tile as one run, like a memcpy), the same for 1 KiB.
+constexpr int64_t kShortChannelRunBytes = 1024;
 constexpr int64_t kVectorBytes = 64;
 // Chunked row loops: M <= 16 (at most 16 pieces per row chunk; larger blocks take the portable loops).
 constexpr int64_t kMaxVectorBlockSize = 16;
@@ -302,8 +303,9 @@ class BlockPermuter {
 
 #ifdef FEATPERM_HAVE_AVX512_VBMI
   // The stage of the chunked row loops: per channel, the M image rows of one block row (or of
-  // every block row of the tile), each padded to whole 64-byte chunks (or R = 64 / row bytes rows to a chunk), every chunk's bytes in piece order
-  // (row in chunk i, column in block c, block b, byte t) instead of (i, b, c, t).
+  // every block row of the tile), each padded to whole 64-byte chunks (or R = 64 / row bytes
+  // rows to a chunk), every chunk's bytes in piece order (row in chunk i, column in block c,
+  // block b, byte t) instead of (i, b, c, t).
   void plan_chunks(const std::vector<uint32_t>& entry) {
     const int64_t row_bytes = tile_columns_ * kWordBytes;
     const int64_t packable = kVectorBytes / std::max<int64_t>(row_bytes, 1);
@@ -315,7 +317,7 @@ class BlockPermuter {
     // One block row at a time keeps the stage small (L1 for up to about 32 KiB), but when a
     // channel's M rows are short, its passes would hop between channels in steps too small for
     // the hardware prefetchers (and out of place, write-allocate misses follow): the whole tile
-    // is staged then, and each channel's rows of the tile are written in one run.
+    // is staged then (in L2), and each channel's rows of the tile are written in one run.
     stage_block_rows_ = M_ * row_bytes < kShortChannelRunBytes ? tile_block_rows_ : 1;
     stage_channel_bytes_ = stage_block_rows_ * M_ * stage_row_bytes_;
     stage_bytes_ = C_ * stage_channel_bytes_;
