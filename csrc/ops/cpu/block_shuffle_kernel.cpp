@@ -344,10 +344,12 @@ class BlockPermuter {
   // piece order.
   // (Both steps copy members and strides to locals first: their byte stores may alias anything,
   // and the compiler would reload every member after each store.)
-  FEATPERM_TARGET_VBMI void stage_pieces(const TileView<const Word>& block_row, int64_t columns, int64_t block_rows, uint8_t* stage) const {
+  FEATPERM_TARGET_VBMI void stage_pieces(const TileView<const Word>& block_row, int64_t columns, int64_t block_rows,
+                                         uint8_t* stage) const {
     const __m512i index = _mm512_load_si512(stage_index_);
     const int64_t row_bytes = columns * kWordBytes, R = rows_per_chunk_, C = C_, rows = block_rows * M_;
-    const int64_t in_c = block_row.c, in_h = block_row.h, stage_row = stage_row_bytes_, stage_channel_bytes = stage_channel_bytes_;
+    const int64_t in_c = block_row.c, in_h = block_row.h;
+    const int64_t stage_row = stage_row_bytes_, stage_channel_bytes = stage_channel_bytes_;
     const Word* const origin = block_row.origin;
     if (R > 1 && in_h == columns) {
       // A channel's M packed rows are M / R chunks, adjacent in the source and in the stage.
@@ -396,9 +398,11 @@ class BlockPermuter {
     if constexpr (kPieceBytes == 64) {
       return _mm512_loadu_si512(piece);
     } else if constexpr (kPieceBytes == 32) {
-      return _mm512_mask_broadcast_i64x4(v, __mmask8(0xF << (4 * j)), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(piece)));
+      const __m256i value = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(piece));
+      return _mm512_mask_broadcast_i64x4(v, __mmask8(0xF << (4 * j)), value);
     } else if constexpr (kPieceBytes == 16) {
-      return _mm512_mask_broadcast_i32x4(v, __mmask16(0xF << (4 * j)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(piece)));
+      const __m128i value = _mm_loadu_si128(reinterpret_cast<const __m128i*>(piece));
+      return _mm512_mask_broadcast_i32x4(v, __mmask16(0xF << (4 * j)), value);
     } else {
       using Lane = std::conditional_t<kPieceBytes == 8, int64_t, std::conditional_t<kPieceBytes == 4, int32_t,
                    std::conditional_t<kPieceBytes == 2, int16_t, int8_t>>>;
@@ -422,10 +426,12 @@ class BlockPermuter {
   // or a chunk of one row) from its 64 / kPieceBytes pieces in the stage, interleaved by one
   // permute; channel by channel, each channel's rows in memory order.
   template <int kPieceBytes>
-  FEATPERM_TARGET_VBMI void assemble_rows(const uint8_t* stage, const TileView<Word>& block_row, int64_t columns, int64_t block_rows) const {
-    constexpr int kPieces = kVectorBytes / kPieceBytes;  // = R * M
+  FEATPERM_TARGET_VBMI void assemble_rows(const uint8_t* stage, const TileView<Word>& block_row, int64_t columns,
+                                          int64_t block_rows) const {
+    constexpr auto pieces = std::make_integer_sequence<int, kVectorBytes / kPieceBytes>();  // R * M of them
     const __m512i index = _mm512_load_si512(assemble_index_);
-    const int64_t R = rows_per_chunk_, C = C_, M = M_, out_c = block_row.c, out_h = block_row.h, stage_row = stage_row_bytes_;
+    const int64_t R = rows_per_chunk_, C = C_, M = M_, stage_row = stage_row_bytes_;
+    const int64_t out_c = block_row.c, out_h = block_row.h;
     const int64_t out_bytes = R > 1 ? kVectorBytes : columns * kWordBytes;  // per output chunk row
     const uint32_t* const offsets = piece_offset_.data();
     Word* const origin = block_row.origin;
@@ -446,11 +452,11 @@ class BlockPermuter {
           auto* out = reinterpret_cast<uint8_t*>(origin + ch * out_c + (g * M + r0) * out_h);
           int64_t at = 0;
           for (; at + kVectorBytes <= out_bytes; at += kVectorBytes) {
-            const __m512i v = load_pieces<kPieceBytes>(stage_block_row + at, offset, std::make_integer_sequence<int, kPieces>());
+            const __m512i v = load_pieces<kPieceBytes>(stage_block_row + at, offset, pieces);
             _mm512_storeu_si512(out + at, cpu::permute_bytes(index, v));
           }
           if (at < out_bytes) {  // the pieces of a row's last, partial chunk lie in its padding
-            const __m512i v = load_pieces<kPieceBytes>(stage_block_row + at, offset, std::make_integer_sequence<int, kPieces>());
+            const __m512i v = load_pieces<kPieceBytes>(stage_block_row + at, offset, pieces);
             _mm512_mask_storeu_epi8(out + at, byte_range(0, out_bytes - at), cpu::permute_bytes(index, v));
           }
         }
