@@ -98,6 +98,32 @@ def test_property_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype
         check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), c=st.integers(1, 40), m=st.sampled_from([1, 2, 4, 8]), hb=st.integers(1, 3),
+       wb=st.integers(1, 24), dtype=st.sampled_from(DTYPES),
+       layout=st.sampled_from(["contiguous", "channels_last", "sliced", "strided"]), isa=st.sampled_from(CPU_ISAS))
+def test_property_cpu_wide_rows_and_views(data, c, m, hb, wb, dtype, layout, isa):
+    """The CPU loops on rows up to 24 blocks wide (several 64-byte chunks, with tails), on views
+    whose rows are not adjacent (a slice of wider rows) or not unit-stride, in both directions and
+    in place, where only the view's elements may change."""
+    v = data.draw(st.permutations(range(c * m * m)), label="key")
+    key = featperm.BlockKey(v, channels=c, block_size=m)
+    shape = (2, c, hb * m, wb * m)
+    base = as_format(random_words(shape[:3] + (2 * shape[3],), dtype, seed=c * 10 + m),
+                     layout == "channels_last")
+    x = {"sliced": base[..., : shape[3]], "strided": base[..., ::2]}.get(layout, base[..., : shape[3]].clone())
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with selected_cpu_isa(isa):
+        for op, inverse in ((featperm.block_shuffle, False), (featperm.block_unshuffle, True)):
+            assert torch.equal(bits(op(x, key)), bits(block_shuffle_reference(x, v, m, inverse=inverse)))
+        before, base_before = x.clone(), base.clone()
+        featperm.block_shuffle_(x, key)
+        assert torch.equal(bits(x), bits(block_shuffle_reference(before, v, m)))
+        featperm.block_unshuffle_(x, key)
+        assert torch.equal(bits(base), bits(base_before))
+
+
 def check_matches_reference_and_round_trips(data, n, c, m, hb, wb, dtype, channels_last, device):
     v = data.draw(st.permutations(range(c * m * m)), label="key")
     key = featperm.BlockKey(v, channels=c, block_size=m)
