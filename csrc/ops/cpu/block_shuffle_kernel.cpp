@@ -352,7 +352,7 @@ class BlockPermuter {
     const int64_t stage_row = stage_row_bytes_, stage_channel_bytes = stage_channel_bytes_;
     const Word* const origin = block_row.origin;
     if (R > 1 && in_h == columns) {
-      // A channel's M packed rows are M / R chunks, adjacent in the source and in the stage.
+      // A channel's packed rows are whole chunks, adjacent in the source and in the stage.
       for (int64_t ch = 0; ch < C; ++ch) {
         const auto* in = reinterpret_cast<const uint8_t*>(origin + ch * in_c);
         uint8_t* staged = stage + ch * stage_channel_bytes;
@@ -374,7 +374,8 @@ class BlockPermuter {
           if (adjacent_rows) {
             v = _mm512_loadu_si512(in);
           } else {
-            for (int64_t i = 0; i < R; ++i) {  // row i into lanes [i*row, (i+1)*row)
+            // Row i into lanes [i*row, (i+1)*row): the load's other lanes are masked off, never read.
+            for (int64_t i = 0; i < R; ++i) {
               const auto* row = reinterpret_cast<const uint8_t*>(in_channel + (r + i) * in_h);
               v = _mm512_mask_loadu_epi8(v, byte_range(i * row_bytes, (i + 1) * row_bytes), row - i * row_bytes);
             }
