@@ -16,8 +16,8 @@
 // tile, slot(k) is the load-order position of key index k within block 0, and S the distance
 // between the positions of blocks b and b+1. Decryption works because slot(k_i) + b_i*S = i.
 // (The CUDA kernels do exactly this, choosing the side with load_position/store_position. The
-// CPU kernel, ops/cpu/block_shuffle_kernel.cpp, uses only coord_of-style decoding: it reads each
-// output element straight from its source and decrypts by gathering with v^-1.)
+// CPU kernel, ops/cpu/block_shuffle_kernel.cpp, uses only the flatten order: it builds per-key
+// tables of source offsets, in its own stage layouts, and decrypts by gathering with v^-1.)
 // Load order is (ch, r, column) with columns fastest when W is the innermost of the two dimensions
 // in memory (contiguous NCHW) and (r, column, ch) with channels fastest otherwise (channels_last).
 #pragma once

@@ -11,10 +11,6 @@
 #include <array>
 #include <cstring>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include "ops/common/bit_permutation.h"
 #include "ops/cpu/avx512_bytes.h"
 #include "ops/cpu/cpu_features.h"
@@ -47,7 +43,7 @@ struct ByteTables {
   }
 };
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FEATPERM_HAVE_AVX512_VBMI  // ops/cpu/avx512_bytes.h: x86-64, GCC or Clang, <immintrin.h>
 #define FEATPERM_HAVE_GFNI_KERNEL 1
 #define FEATPERM_TARGET_GFNI __attribute__((target("avx512f,avx512bw,avx512vbmi,gfni")))
 
