@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -494,8 +495,10 @@ void permute_blocks(const BlockRun& run) {
   BlockPermuter<Word> permuter(run, vector);
   const int64_t grain = std::max<int64_t>(1, kTileBytes / permuter.tile_bytes());
   at::parallel_for(0, permuter.tiles(), grain, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> buffer(permuter.stage_bytes() + kVectorBytes);
-    auto* stage = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.data()) + kVectorBytes - 1) &
+    // Not zeroed: each tile's stage pass writes every stage byte that its loops read (the chunked
+    // pass writes whole 64-byte chunks, row padding included).
+    const std::unique_ptr<uint8_t[]> buffer(new uint8_t[permuter.stage_bytes() + kVectorBytes]);
+    auto* stage = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buffer.get()) + kVectorBytes - 1) &
                                              ~uintptr_t{kVectorBytes - 1});
     for (int64_t tile = begin; tile < end; ++tile) permuter.permute_tile(permuter.tile_at(tile), stage);
   });
