@@ -15,7 +15,7 @@ PyMODINIT_FUNC PyInit__C(void) {
 // Each op's schema lives beside its code (TORCH_LIBRARY_FRAGMENT in csrc/ops/<op>.cpp); this block
 // owns the namespace and the library-wide utilities.
 TORCH_LIBRARY(featperm, m) {
-  // Select the CPU kernel variant (-1: query; 0: portable table kernels; 1: AVX-512 + GFNI).
-  // Returns the variant in use after the call. Used by tests to cover every path.
-  m.def("_cpu_isa(int request=-1) -> int", &featperm::cpu::select_isa);
+  // Query or select one CPU kernel's variant (see ops/cpu/cpu_features.h): returns the active
+  // variant, then the variants this processor supports. featperm.ops.use_cpu_kernels wraps it.
+  m.def("_cpu_kernel(str kernel, str variant=\"\") -> str[]", &featperm::cpu::select_kernel);
 }

@@ -2,14 +2,15 @@
 
 Written for obviousness, not speed: one shift-and-mask per bit position. ``shuffle_bits_table``
 is the fastest pure-PyTorch formulation we know (byte tables and a gather), the peer that the
-benchmarks run under torch.compile.
+benchmarks run under torch.compile. Depends on torch and the key layer only (not on the compiled
+library), so the references run where the extension is not built.
 """
 
 from __future__ import annotations
 
 import torch
 
-from featperm.bits import integer_view_dtype, word_bits
+from featperm.keys.bit_key import integer_view_dtype, word_bits
 
 __all__ = [
     "shuffle_bits_reference", "unshuffle_bits_reference", "shuffle_bits_table",

@@ -17,24 +17,21 @@ CUDA_AVAILABLE = torch.cuda.is_available() and featperm.has_cuda_kernels()
 needs_cuda = pytest.mark.skipif(not CUDA_AVAILABLE, reason="needs a CUDA GPU and featperm's CUDA kernels")
 
 
-# The CPU kernel variants this processor runs (0 portable; 1 AVX-512 where supported): at import
-# the active variant is the best one.
-CPU_ISAS = list(range(featperm.cpu_isa() + 1))
+# Every variant of every CPU kernel, whether or not this processor runs it (those it cannot run
+# are skipped, visibly).
+CPU_VARIANTS = {kernel: ["portable", vector] for kernel, vector in featperm.ops.VECTOR_VARIANTS.items()}
+SUPPORTED_CPU_VARIANTS = featperm.ops.cpu_kernel_variants()
 
 
 @contextlib.contextmanager
-def selected_cpu_isa(isa):
-    """Runs the body with CPU kernel variant `isa`, then restores the previous one. Skips the
-    test where the processor lacks it."""
-    before = featperm.cpu_isa()
-    try:
-        featperm.cpu_isa(isa)
-    except RuntimeError:
-        pytest.skip("this processor lacks AVX-512 (the vector kernels cannot run here)")
-    try:
-        yield isa
-    finally:
-        featperm.cpu_isa(before)
+def selected_cpu_variants(**variants):
+    """Runs the body with the given CPU kernel variants (e.g. chacha20="portable"), then restores
+    the previous ones. Skips the test where the processor lacks one."""
+    for kernel, variant in variants.items():
+        if variant not in SUPPORTED_CPU_VARIANTS[kernel]:
+            pytest.skip(f"this processor cannot run the {variant} variant of {kernel}")
+    with featperm.ops.use_cpu_kernels(**variants):
+        yield variants
 
 
 def devices():
@@ -45,4 +42,4 @@ def devices():
 def pytest_report_header(config):
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
     return (f"featperm: torch {torch.__version__}, CUDA kernels built: {featperm.has_cuda_kernels()}, "
-            f"GPU: {gpu}, CPU kernel variant: {featperm.cpu_isa()}")
+            f"GPU: {gpu}, CPU kernels: {featperm.ops.cpu_kernels()}")

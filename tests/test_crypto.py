@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 import featperm
 from featperm import crypto
 from featperm import reference as ref
-from featperm.crypto import AuthenticationError
+from featperm.crypto import AuthenticationError, host_transfer
 
-from tests.conftest import devices, needs_cuda, selected_cpu_isa
+from tests.conftest import CPU_VARIANTS, SUPPORTED_CPU_VARIANTS, devices, needs_cuda, selected_cpu_variants
 
 
 def h(text: str) -> bytes:
@@ -44,17 +44,21 @@ def xor(data: bytes, key: bytes, nonce: bytes, counter: int, device="cpu") -> by
 
 
 def kernel_targets():
-    """(device, isa) pairs: each CPU variant, and CUDA when present."""
-    return [("cpu", 0), ("cpu", 1)] + [("cuda", None) for d in devices() if d == "cuda"]
+    """(device, CPU variants): every variant of the ChaCha20 and Poly1305 CPU kernels (chosen
+    independently: each needs only its own instructions), and CUDA when present."""
+    cpu = [{"chacha20": c, "poly1305": p} for c, p in zip(CPU_VARIANTS["chacha20"], CPU_VARIANTS["poly1305"])]
+    cpu.append({"chacha20": CPU_VARIANTS["chacha20"][1], "poly1305": "portable"})
+    return [("cpu", v) for v in cpu] + [("cuda", None) for d in devices() if d == "cuda"]
 
 
-@pytest.fixture(params=kernel_targets(), ids=lambda p: p[0] if p[1] is None else f"cpu-isa{p[1]}")
+@pytest.fixture(params=kernel_targets(),
+                ids=lambda p: p[0] if p[1] is None else f"cpu-{p[1]['chacha20']}-{p[1]['poly1305']}")
 def target(request):
-    device, isa = request.param
-    if isa is None:
+    device, variants = request.param
+    if variants is None:
         yield device
         return
-    with selected_cpu_isa(isa):
+    with selected_cpu_variants(**variants):
         yield device
 
 
@@ -275,31 +279,16 @@ def test_keystream_xor_matches_reference(target, length):
 
 
 def test_cpu_variants_agree_on_large_input():
-    if not _has_avx512():
-        pytest.skip("one CPU variant only on this processor")
+    if len(SUPPORTED_CPU_VARIANTS["chacha20"]) < 2:
+        pytest.skip("one ChaCha20 CPU variant only on this processor")
     data = torch.randint(0, 256, (5 * 2**20 + 77,), dtype=torch.uint8)
     key, nonce = u8(os.urandom(32)), u8(os.urandom(12))
-    before = featperm.cpu_isa()
-    try:
-        outs = []
-        for isa in (0, 1):
-            featperm.cpu_isa(isa)
+    outs = []
+    for variant in CPU_VARIANTS["chacha20"]:
+        with featperm.ops.use_cpu_kernels(chacha20=variant):
             outs.append(torch.ops.featperm.chacha20_xor(data, key, nonce, 7))
-    finally:
-        featperm.cpu_isa(before)
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], data)
-
-
-def _has_avx512() -> bool:
-    before = featperm.cpu_isa()
-    try:
-        featperm.cpu_isa(1)
-        return True
-    except RuntimeError:
-        return False
-    finally:
-        featperm.cpu_isa(before)
 
 
 def test_shapes_strides_and_unaligned_inputs(target):
@@ -442,10 +431,10 @@ def test_counter_near_32_bit_limit_matches_reference(target, k):
 def test_counter_overflow_is_refused(target, k):
     counter = 2**32 - 1 - k
     data = torch.zeros((k + 1) * 64 + 1, dtype=torch.uint8, device=target)
-    with pytest.raises(RuntimeError, match="wrap"):
+    with pytest.raises(ValueError, match="wrap"):
         torch.ops.featperm.chacha20_xor(data, u8(bytes(32)), u8(bytes(12)), counter)
     for bad in (-1, 2**32):
-        with pytest.raises(RuntimeError, match="counter must be in"):
+        with pytest.raises(ValueError, match="counter must be in"):
             torch.ops.featperm.chacha20_xor(data[:1], u8(bytes(32)), u8(bytes(12)), bad)
 
 
@@ -457,15 +446,15 @@ def test_aead_refuses_messages_over_rfc_limit():
 
 def test_op_argument_errors_name_the_argument():
     data = torch.zeros(10, dtype=torch.uint8)
-    with pytest.raises(RuntimeError, match="key must hold exactly 32 bytes"):
+    with pytest.raises(ValueError, match="key must hold exactly 32 bytes"):
         torch.ops.featperm.chacha20_xor(data, u8(bytes(31)), u8(bytes(12)), 0)
-    with pytest.raises(RuntimeError, match="nonce must hold exactly 12 bytes"):
+    with pytest.raises(ValueError, match="nonce must hold exactly 12 bytes"):
         torch.ops.featperm.chacha20_xor(data, u8(bytes(32)), u8(bytes(8)), 0)
-    with pytest.raises(RuntimeError, match="data must be a uint8 tensor"):
+    with pytest.raises(TypeError, match="data must be a uint8 tensor"):
         torch.ops.featperm.chacha20_xor(data.float(), u8(bytes(32)), u8(bytes(12)), 0)
-    with pytest.raises(RuntimeError, match="key must be a uint8 tensor"):
+    with pytest.raises(TypeError, match="key must be a uint8 tensor"):
         torch.ops.featperm.chacha20_xor(data, torch.zeros(32, dtype=torch.int32), u8(bytes(12)), 0)
-    with pytest.raises(RuntimeError, match="one_time_key must hold exactly 32 bytes"):
+    with pytest.raises(ValueError, match="one_time_key must hold exactly 32 bytes"):
         torch.ops.featperm.chacha20_poly1305_tag(data, data, data)
     with pytest.raises(ValueError, match="key must be exactly 32 bytes"):
         crypto.aead_encrypt(data, bytes(16), bytes(12))
@@ -547,7 +536,7 @@ def _raw(t: torch.Tensor) -> bytes:
     return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-SEAL_DTYPES = sorted(crypto._DTYPE_CODES, key=str)
+SEAL_DTYPES = sorted(crypto.sealed.DTYPE_CODES, key=str)
 
 
 @pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
@@ -608,19 +597,19 @@ def test_seal_cuda_tensor_opens_on_host_and_on_gpu():
 # -- the CUDA sealing path: container assembly (checked on the CPU too) ---------------------------
 
 def _streamed_seal(x, key, nonce, aad=b""):
-    """crypto._seal_to_host, the path seal() takes for CUDA tensors, driven like seal() drives it."""
-    plain = crypto._tensor_bytes(x.detach())
+    """host_transfer.seal_to_host, the path seal() takes for CUDA tensors, driven like seal() drives it."""
+    plain = crypto.sealed.tensor_bytes(x.detach())
     header = crypto.sealed_header(x.dtype, x.shape)
-    key_t, nonce_t = crypto._key_tensor(key, x.device), crypto._nonce_tensor(nonce)
-    return crypto._seal_to_host(plain, key_t, nonce_t, header + aad, header, nonce)
+    key_t, nonce_t = crypto.aead.key_tensor(key, x.device), crypto.aead.nonce_tensor(nonce)
+    return host_transfer.seal_to_host(plain, key_t, nonce_t, header + aad, header, nonce)
 
 
 @pytest.mark.parametrize("ct_offset", [8 + 12, 8 + 8 + 12, 8 + 8 * 5 + 12, 64, 0, 1000])
 def test_container_tensor_aligns_the_ciphertext(ct_offset):
     total = ct_offset + 777 + 16
-    out = crypto._container_tensor(total, ct_offset, pin_memory=False)
+    out = host_transfer.container_tensor(total, ct_offset, pin_memory=False)
     assert out.dtype == torch.uint8 and out.dim() == 1 and out.numel() == total and out.is_contiguous()
-    assert (out.data_ptr() + ct_offset) % crypto._CT_ALIGN == 0
+    assert (out.data_ptr() + ct_offset) % host_transfer.CT_ALIGN == 0
 
 
 def test_container_tensor_pinned_request_always_gives_a_usable_buffer():
@@ -628,8 +617,8 @@ def test_container_tensor_pinned_request_always_gives_a_usable_buffer():
     pinnable = torch.cuda.is_available()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = crypto._container_tensor(20 + 4096 + 16, 20, pin_memory=True)
-    assert out.numel() == 20 + 4096 + 16 and (out.data_ptr() + 20) % crypto._CT_ALIGN == 0
+        out = host_transfer.container_tensor(20 + 4096 + 16, 20, pin_memory=True)
+    assert out.numel() == 20 + 4096 + 16 and (out.data_ptr() + 20) % host_transfer.CT_ALIGN == 0
     assert out.is_pinned() == pinnable
     assert any("page-locked" in str(w.message) for w in caught) != pinnable
     out.fill_(7)
@@ -638,8 +627,8 @@ def test_container_tensor_pinned_request_always_gives_a_usable_buffer():
 
 def test_fill_container_view_owns_its_memory():
     header = crypto.sealed_header(torch.float32, (3,))
-    out = crypto._container_tensor(len(header) + 12 + 12 + 16, len(header) + 12, pin_memory=False)
-    view = crypto._fill_container(out, header, b"N" * 12)
+    out = host_transfer.container_tensor(len(header) + 12 + 12 + 16, len(header) + 12, pin_memory=False)
+    view = host_transfer.fill_container(out, header, b"N" * 12)
     del out
     for _ in range(20):  # allocations that would reuse the memory if the view did not hold it
         torch.full((len(header) + 40,), 0xAB, dtype=torch.uint8)
@@ -651,7 +640,7 @@ def test_fill_container_view_owns_its_memory():
 @pytest.mark.parametrize("device_tag", [False, True], ids=["host-tag", "device-tag"])
 def test_streamed_seal_matches_seal_and_opens(numel, device_tag, monkeypatch):
     # device_tag: take the long-message branch (tag over the un-copied ciphertext) at small sizes.
-    monkeypatch.setattr(crypto, "_DEVICE_TAG_MIN_BYTES", -1 if device_tag else 1 << 20)
+    monkeypatch.setattr(host_transfer.options, "device_tag_min_bytes", -1 if device_tag else 1 << 20)
     key, nonce = os.urandom(32), os.urandom(12)
     x = torch.randn(numel, generator=torch.Generator().manual_seed(numel))
     sealed = _streamed_seal(x, key, nonce, b"ctx")
@@ -689,7 +678,7 @@ def test_streamed_container_opens_with_cryptography_without_copying():
 @pytest.mark.parametrize("numel", [0, 5, 2048, 300_000, (1 << 20) // 4 + 1, 5_000_003])
 @pytest.mark.parametrize("side_stream", [True, False], ids=["copy-on-side-stream", "one-stream"])
 def test_seal_cuda_returns_pinned_memoryview(numel, side_stream, monkeypatch):
-    monkeypatch.setattr(crypto, "_COPY_ON_SIDE_STREAM", side_stream)
+    monkeypatch.setattr(host_transfer.options, "copy_on_side_stream", side_stream)
     key, nonce = os.urandom(32), os.urandom(12)
     x = torch.randn(numel, device="cuda")
     sealed = featperm.seal(x, key, nonce, b"a")

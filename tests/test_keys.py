@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import featperm
 from featperm import BitKey, keys, shuffle_bits, unshuffle_bits
-from featperm.keys import KeyFileError
+from featperm.attacks import known_plaintext
+from featperm.keys import KeyFileError, derivation
 
 SECRET = bytes(range(32))  # fixed test secret: the known answers below are derived from it
 
@@ -117,11 +118,11 @@ def test_rejection_sampling_discards_biased_values():
 
     # n = 3: i = 2 draws below 3, accepting bytes < 255; i = 1 draws below 2, accepting < 256.
     # 255 would be a modulo-biased 0; it is skipped and 4 (4 % 3 = 1) used instead.
-    assert keys._fisher_yates(3, Bytes([255, 4, 1])) == [0, 2, 1]
-    assert keys._fisher_yates(3, Bytes([4, 1])) == [0, 2, 1]
+    assert derivation.fisher_yates(3, Bytes([255, 4, 1])) == [0, 2, 1]
+    assert derivation.fisher_yates(3, Bytes([4, 1])) == [0, 2, 1]
     # i = 256 needs two bytes; accept below 65536 - 65536 % 257 = 65535: 0xFFFF is rejected.
     stream = Bytes([0xFF, 0xFF, 0x01, 0x02] + [0] * 600)
-    perm = keys._fisher_yates(257, stream)
+    perm = derivation.fisher_yates(257, stream)
     assert perm[256] == 0x0102 % 257
 
 
@@ -437,7 +438,7 @@ def test_wrong_kind_is_refused(tmp_path, key_file):
 
 
 def test_save_refuses_other_objects(tmp_path):
-    with pytest.raises(TypeError, match="key must be a BitKey, a BlockKey or a master secret"):
+    with pytest.raises(TypeError, match="key must be a BitKey, BlockKey, NPKey, FFXKey or a master secret"):
         keys.save_key(tmp_path / "k", [1, 0, 2, 3, 4, 5, 6, 7])
     with pytest.raises(ValueError, match="at least 16 bytes"):
         keys.save_key(tmp_path / "k", b"short")
@@ -526,9 +527,9 @@ def test_known_plaintext_recovers_32_bit_keys():
         key = BitKey.derive(SECRET, "attack", b"%d" % k)
         x = random_words(64, generator)
         y = shuffle_bits(x, key)
-        needed.append(keys.words_to_recover(x, y))
-        assert keys.recover_bit_key(x[:16], y[:16]) in (key, None)
-        assert keys.recover_bit_key(x, y) == key
+        needed.append(known_plaintext.words_to_recover(x, y))
+        assert known_plaintext.recover_bit_key(x[:16], y[:16]) in (key, None)
+        assert known_plaintext.recover_bit_key(x, y) == key
     needed.sort()
     # 32 columns of w random bits are all distinct with probability ~exp(-496 / 2**w):
     # the median should be about 10 words, and 16 words should almost always suffice.
@@ -547,8 +548,8 @@ def test_consistent_key_decrypts_features_the_exact_key_is_not_pinned_down_by():
         key = BitKey.derive(SECRET, "features", b"%d" % k)
         x = torch.randn(64, generator=generator)
         y = shuffle_bits(x, key)
-        assert keys.recover_bit_key(x, y) is None
-        guess = keys.consistent_bit_key(x, y)
+        assert known_plaintext.recover_bit_key(x, y) is None
+        guess = known_plaintext.consistent_bit_key(x, y)
         assert torch.equal(shuffle_bits(x, guess).view(torch.int32), y.view(torch.int32))
         other = torch.randn(4096, generator=generator)
         decrypted = unshuffle_bits(shuffle_bits(other, key), guess)
@@ -561,15 +562,15 @@ def test_insufficient_or_inconsistent_pairs():
     key = BitKey.derive(SECRET, "attack")
     x = torch.tensor([0.0, 1.0, -2.5], dtype=torch.float32)
     y = shuffle_bits(x, key)
-    assert keys.recover_bit_key(x, y) is None
-    assert keys.words_to_recover(x, y) is None
-    candidates = keys.bit_key_candidates(x, y)
+    assert known_plaintext.recover_bit_key(x, y) is None
+    assert known_plaintext.words_to_recover(x, y) is None
+    candidates = known_plaintext.bit_key_candidates(x, y)
     truth = key.permutation().tolist()
     assert all(truth[i] in c for i, c in enumerate(candidates))
     with pytest.raises(ValueError, match="not consistent"):
-        keys.bit_key_candidates(x, shuffle_bits(x, BitKey.derive(SECRET, "other")) + 1)
+        known_plaintext.bit_key_candidates(x, shuffle_bits(x, BitKey.derive(SECRET, "other")) + 1)
     with pytest.raises(ValueError, match="same number and width"):
-        keys.bit_key_candidates(x, y.double())
+        known_plaintext.bit_key_candidates(x, y.double())
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])

@@ -10,20 +10,18 @@ from hypothesis import strategies as st
 
 import featperm
 from featperm.reference import byte_tables, shuffle_bits_reference, shuffle_bits_table, unshuffle_bits_reference
-from tests.conftest import devices, needs_cuda
+from tests.conftest import CPU_VARIANTS, SUPPORTED_CPU_VARIANTS, devices, needs_cuda, selected_cpu_variants
 
 WORD_DTYPES = [torch.uint8, torch.int8, torch.float16, torch.bfloat16, torch.int16, torch.float32,
                torch.int32, torch.float64, torch.int64]
-CPU_ISAS = list(range(featperm.cpu_isa() + 1))  # 0 = tables; 1 = AVX-512 GFNI where available
+CPU_ISAS = CPU_VARIANTS["shuffle_bits"]  # byte tables; AVX-512 VBMI + GFNI
 
 
-@pytest.fixture(params=CPU_ISAS, ids=lambda i: f"isa{i}")
+@pytest.fixture(params=CPU_ISAS)
 def cpu_isa(request):
-    """Runs a test once per CPU kernel variant this processor supports."""
-    previous = featperm.cpu_isa()
-    featperm.cpu_isa(request.param)
-    yield request.param
-    featperm.cpu_isa(previous)
+    """Runs a test once per CPU kernel variant (skipped where the processor lacks it)."""
+    with selected_cpu_variants(shuffle_bits=request.param):
+        yield request.param
 
 
 def random_words(shape, dtype, device="cpu", generator=None):
@@ -151,9 +149,8 @@ def tensors_and_keys(draw, device="cpu"):
 @given(data=tensors_and_keys())
 def test_property_round_trip_and_reference(data):
     x, perm = data
-    for isa in CPU_ISAS:
-        previous = featperm.cpu_isa(isa)
-        try:
+    for isa in SUPPORTED_CPU_VARIANTS["shuffle_bits"]:
+        with featperm.ops.use_cpu_kernels(shuffle_bits=isa):
             y = featperm.shuffle_bits(x, perm)
             assert y.shape == x.shape
             assert_bits_equal(y, shuffle_bits_reference(x, perm))
@@ -166,8 +163,6 @@ def test_property_round_trip_and_reference(data):
             assert_bits_equal(z, y)
             featperm.unshuffle_bits_(z, perm)
             assert_bits_equal(z, x)
-        finally:
-            featperm.cpu_isa(previous)
 
 
 @pytest.mark.parametrize("device", devices())
@@ -239,15 +234,16 @@ def test_bitkey_basics():
     assert len({tuple(featperm.BitKey.generate(32).permutation().tolist()) for _ in range(20)}) == 20
 
 
-@pytest.mark.parametrize("bad,match", [
-    ([0, 1, 2], "shape"),
-    (list(range(31)) + [0], "not a permutation"),
-    ([[0.5] * 8], "integer"),
-    (torch.zeros(0, 32, dtype=torch.int64), "at least one row"),
+@pytest.mark.parametrize("bad,error,match", [
+    ([0, 1, 2], ValueError, "shape"),
+    (list(range(31)) + [0], ValueError, "not a permutation"),
+    ([[0.5] * 8], TypeError, "integer"),
+    (torch.zeros(0, 32, dtype=torch.int64), ValueError, "at least one row"),
 ])
-def test_bitkey_rejects_bad_keys(bad, match):
-    with pytest.raises((ValueError, TypeError), match=match):
+def test_bitkey_rejects_bad_keys(bad, error, match):
+    with pytest.raises(error, match=match) as raised:
         featperm.BitKey(bad)
+    assert type(raised.value) is error  # exactly: a TypeError is not a ValueError here
 
 
 def test_bitkey_generate_rejects_bad_width():
@@ -260,32 +256,36 @@ def test_bitkey_generate_rejects_bad_width():
 @pytest.mark.parametrize("device", devices())
 def test_errors_name_the_argument(device):
     x = torch.randn(4, 8, device=device)
-    with pytest.raises(RuntimeError, match="key has 16 positions but x has 32-bit words"):
-        torch.ops.featperm.shuffle_bits(x, torch.arange(16))
-    with pytest.raises(RuntimeError, match="not a permutation"):
-        torch.ops.featperm.shuffle_bits(x, torch.zeros(32, dtype=torch.int64))
+    arange = lambda n: torch.arange(n, device=device)  # noqa: E731  (keys on x's device)
+    with pytest.raises(ValueError, match="key has 16 positions but x has 32-bit words"):
+        torch.ops.featperm.shuffle_bits(x, arange(16))
+    with pytest.raises(ValueError, match="not a permutation"):
+        torch.ops.featperm.shuffle_bits(x.cpu(), torch.zeros(32, dtype=torch.int64))  # host keys only
     with pytest.raises(ValueError, match="not a permutation"):
         featperm.shuffle_bits(x, torch.zeros(32, dtype=torch.int64, device=device))
-    with pytest.raises(RuntimeError, match="per-sample key has 3 rows but x has 4 samples"):
-        torch.ops.featperm.shuffle_bits(x, torch.arange(32).repeat(3, 1))
-    with pytest.raises(RuntimeError, match="key must have shape"):
-        torch.ops.featperm.shuffle_bits(x, torch.arange(32).reshape(1, 1, 32))
-    with pytest.raises(RuntimeError, match="x has dtype ComplexFloat"):
-        torch.ops.featperm.shuffle_bits(torch.zeros(3, dtype=torch.complex64, device=device), torch.arange(64))
-    with pytest.raises(RuntimeError, match="x has dtype Bool"):
-        torch.ops.featperm.shuffle_bits(torch.zeros(3, dtype=torch.bool, device=device), torch.arange(8))
-    with pytest.raises(RuntimeError, match="key must be an integer tensor"):
-        torch.ops.featperm.shuffle_bits(x, torch.arange(32.0))
+    with pytest.raises(ValueError, match="per-sample key has 3 rows but x has 4 samples"):
+        torch.ops.featperm.shuffle_bits(x, arange(32).repeat(3, 1))
+    with pytest.raises(ValueError, match="key must have shape"):
+        torch.ops.featperm.shuffle_bits(x, arange(32).reshape(1, 1, 32))
+    with pytest.raises(TypeError, match="x has dtype ComplexFloat"):
+        torch.ops.featperm.shuffle_bits(torch.zeros(3, dtype=torch.complex64, device=device), arange(64))
+    with pytest.raises(TypeError, match="x has dtype Bool"):
+        torch.ops.featperm.shuffle_bits(torch.zeros(3, dtype=torch.bool, device=device), arange(8))
+    with pytest.raises(TypeError, match="key must be an integer tensor"):
+        torch.ops.featperm.shuffle_bits(x, arange(32).float())
     with pytest.raises(ValueError, match="dtype torch.float16 has 16-bit words"):
         featperm.unshuffle_bits(x, torch.arange(32), dtype=torch.float16)
+    if device != "cpu":
+        with pytest.raises(ValueError, match="key is on cpu but x is on cuda"):
+            torch.ops.featperm.shuffle_bits(x, torch.arange(32))
 
 
 def test_in_place_errors():
     x = torch.randn(4, 8, requires_grad=True)
-    with pytest.raises(RuntimeError, match="requires grad"):
+    with pytest.raises(ValueError, match="requires grad"):
         featperm.shuffle_bits_(x, torch.arange(32))
     expanded = torch.randn(1, 8).expand(4, 8)
-    with pytest.raises(RuntimeError, match="share memory"):
+    with pytest.raises(ValueError, match="share memory"):
         featperm.shuffle_bits_(expanded, torch.arange(32))
 
 

@@ -87,9 +87,9 @@ def test_ffx_is_format_preserving_and_invertible():
     assert y.dtype == torch.uint8 and not torch.equal(y, u8)
     assert torch.equal(ffx.inverse(y), u8)
     # Position k of each block (flatten order) uses table row k.
-    blocks = featperm.block.to_blocks(u8, 2).to(torch.int64)
+    blocks = featperm.ops.to_blocks(u8, 2).to(torch.int64)
     expected = tables.to(torch.int64)[torch.arange(12), blocks]
-    assert torch.equal(featperm.block.to_blocks(y, 2).to(torch.int64), expected)
+    assert torch.equal(featperm.ops.to_blocks(y, 2).to(torch.int64), expected)
     x = u8.float() / 255
     yf = ffx(x)
     assert yf.dtype == torch.float32 and bool((yf >= 0).all() and (yf <= 1).all())

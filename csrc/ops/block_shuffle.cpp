@@ -1,35 +1,34 @@
 #include "ops/block_shuffle.h"
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <limits>
 
-#include "ops/key_checks.h"
+#include "ops/arg_checks.h"
 
 namespace featperm::ops {
 namespace {
 
 // Validates x, key and the block size; returns the key as a contiguous int64 tensor.
 at::Tensor checked_key(const char* op, const at::Tensor& x, const at::Tensor& key, int64_t m) {
-  TORCH_CHECK(x.dim() == 4, op, ": x must have shape (N, C, H, W), got shape ", x.sizes(),
-              " (", x.dim(), " dimensions)");
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must have shape (N, C, H, W), got shape ", x.sizes(),
+                    " (", x.dim(), " dimensions)");
   const int64_t bytes = x.element_size();
-  TORCH_CHECK(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8, op, ": x has dtype ",
-              x.scalar_type(), " of ", bytes, " bytes; expected a dtype of 1, 2, 4 or 8 bytes");
-  TORCH_CHECK(m >= 1, op, ": block_size must be >= 1, got ", m);
+  TORCH_CHECK_TYPE(bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8, op, ": x has dtype ",
+                   x.scalar_type(), " of ", bytes, " bytes; expected a dtype of 1, 2, 4 or 8 bytes");
+  check_block_size(op, m);
   const int64_t c = x.size(1), h = x.size(2), w = x.size(3);
-  TORCH_CHECK(h % m == 0 && w % m == 0, op, ": block_size ", m, " must divide the height and width of x, "
-              "got H=", h, ", W=", w, " (x.shape ", x.sizes(), ")");
+  TORCH_CHECK_VALUE(h % m == 0 && w % m == 0, op, ": block_size ", m, " must divide the height and width "
+                    "of x, got H=", h, ", W=", w, " (x.shape ", x.sizes(), ")");
   check_integer_key(op, key, "positions");
-  TORCH_CHECK(key.device() == x.device(), op, ": key is on ", key.device(), " but x is on ", x.device(),
-              "; expected the key on x's device (BlockKey.tensor(device) caches a copy per device)");
-  TORCH_CHECK(c <= std::numeric_limits<int32_t>::max() / (m * m), op, ": C*M*M = ", c, "*", m, "*", m,
-              " is too large; expected fewer than 2^31 positions per block");
+  check_key_device(op, key, x);
+  // m <= kMaxBlockSize: m * m < 2^31 cannot overflow or be zero.
+  TORCH_CHECK_VALUE(c <= std::numeric_limits<int32_t>::max() / (m * m), op, ": C*M*M = ", c, "*", m, "*", m,
+                    " is too large; expected fewer than 2^31 positions per block");
   const int64_t positions = c * m * m;
-  TORCH_CHECK(key.dim() == 1 && key.numel() == positions, op, ": key must have shape (C*M*M,) = (",
-              positions, ",) for C=", c, " channels and block_size M=", m, ", got shape ", key.sizes());
+  TORCH_CHECK_VALUE(key.dim() == 1 && key.numel() == positions, op, ": key must have shape (C*M*M,) = (",
+                    positions, ",) for C=", c, " channels and block_size M=", m, ", got shape ", key.sizes());
   at::Tensor k = key.to(at::kLong).contiguous();
   if (k.is_cpu()) {
     // A device key is checked by the Python layer: checking it here would need a host
@@ -69,12 +68,8 @@ at::Tensor block_shuffle_out_of_place(const at::Tensor& x, const at::Tensor& key
 
 void block_shuffle_in_place(const at::Tensor& x, const at::Tensor& key, int64_t block_size, bool inverse,
                             BlockKernel kernel, const char* op) {
-  TORCH_CHECK(!x.requires_grad(), op, ": x requires grad; the in-place op would overwrite a value "
-              "autograd may need. Use the out-of-place op (which has a gradient) or x.detach()");
   const at::Tensor k = checked_key(op, x, key, block_size);
-  TORCH_CHECK(at::has_internal_overlap(x) != at::MemOverlap::Yes, op, ": x has elements that share "
-              "memory (e.g. a result of expand()); in-place permutation is impossible. Use the "
-              "out-of-place op or x.clone()");
+  check_and_mark_in_place(op, x);
   run_kernel(kernel, x, x, k, block_size, inverse);
 }
 

@@ -14,10 +14,10 @@ namespace {
 constexpr const char* kOp = "chacha20_xor";
 
 void check_byte_tensor(const char* op, const char* name, const at::Tensor& t, int64_t bytes) {
-  TORCH_CHECK(t.scalar_type() == at::kByte, op, ": ", name, " must be a uint8 tensor, got dtype ",
-              t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kByte, op, ": ", name, " must be a uint8 tensor, got dtype ",
+                   t.scalar_type());
   if (bytes >= 0) {
-    TORCH_CHECK(t.numel() == bytes, op, ": ", name, " must hold exactly ", bytes, " bytes, got ",
+    TORCH_CHECK_VALUE(t.numel() == bytes, op, ": ", name, " must hold exactly ", bytes, " bytes, got ",
                 t.numel(), " (shape ", t.sizes(), ")");
   }
 }
@@ -35,7 +35,7 @@ void read_le_words(const at::Tensor& bytes, uint32_t* words, int count) {
 
 at::Tensor checked_host_bytes(const char* op, const char* name, const at::Tensor& t, int64_t bytes) {
   check_byte_tensor(op, name, t, bytes);
-  TORCH_CHECK(t.is_cpu(), op, ": ", name, " must be a CPU tensor, got device ", t.device());
+  TORCH_CHECK_VALUE(t.is_cpu(), op, ": ", name, " must be a CPU tensor, got device ", t.device());
   return t.contiguous();
 }
 
@@ -44,11 +44,11 @@ at::Tensor prepare_chacha20_xor(const at::Tensor& data, const at::Tensor& key, c
   check_byte_tensor(kOp, "data", data, -1);
   check_byte_tensor(kOp, "key", key, 4 * chacha20::kKeyWords);
   check_byte_tensor(kOp, "nonce", nonce, 4 * chacha20::kNonceWords);
-  TORCH_CHECK(counter >= 0 && static_cast<uint64_t>(counter) < chacha20::kCounterLimit, kOp,
+  TORCH_CHECK_VALUE(counter >= 0 && static_cast<uint64_t>(counter) < chacha20::kCounterLimit, kOp,
               ": counter must be in [0, 2^32-1] (RFC 8439's 32-bit block counter), got ", counter);
   const int64_t bytes = data.numel();
   const uint64_t blocks = (static_cast<uint64_t>(bytes) + chacha20::kBlockBytes - 1) / chacha20::kBlockBytes;
-  TORCH_CHECK(static_cast<uint64_t>(counter) + blocks <= chacha20::kCounterLimit, kOp, ": data has ",
+  TORCH_CHECK_VALUE(static_cast<uint64_t>(counter) + blocks <= chacha20::kCounterLimit, kOp, ": data has ",
               bytes, " bytes (", blocks, " blocks of 64) but counter ", counter, " leaves only ",
               chacha20::kCounterLimit - static_cast<uint64_t>(counter), " blocks before the 32-bit "
               "block counter would wrap, which would repeat keystream; RFC 8439 limits one (key, "
@@ -58,7 +58,7 @@ at::Tensor prepare_chacha20_xor(const at::Tensor& data, const at::Tensor& key, c
   job.counter = static_cast<uint32_t>(counter);
   job.bytes = bytes;
   for (const auto& [name, t] : {std::pair<const char*, const at::Tensor*>{"key", &key}, {"nonce", &nonce}}) {
-    TORCH_CHECK(t->is_cpu() || t->device() == data.device(), kOp, ": ", name, " is on ", t->device(),
+    TORCH_CHECK_VALUE(t->is_cpu() || t->device() == data.device(), kOp, ": ", name, " is on ", t->device(),
                 " but data is on ", data.device(), "; expected the CPU or data's device");
   }
   job.key_holder = key.contiguous();
@@ -85,7 +85,7 @@ at::Tensor prepare_poly1305_chunk_sums(const at::Tensor& message, const at::Tens
   constexpr const char* op = "_poly1305_chunk_sums";
   check_byte_tensor(op, "message", message, -1);
   const at::Tensor key = checked_host_bytes(op, "one_time_key", one_time_key, 32);
-  TORCH_CHECK(chunk_blocks > 0, op, ": chunk_blocks must be positive, got ", chunk_blocks);
+  TORCH_CHECK_VALUE(chunk_blocks > 0, op, ": chunk_blocks must be positive, got ", chunk_blocks);
   plan.message = message.reshape(-1).contiguous();
   plan.blocks = message.numel() / 16;
   plan.chunk_blocks = chunk_blocks;

@@ -1,8 +1,7 @@
 #include "ops/shuffle_bits.h"
 
-#include "ops/key_checks.h"
+#include "ops/arg_checks.h"
 
-#include <ATen/MemoryOverlap.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
@@ -37,21 +36,22 @@ at::ScalarType word_dtype(int64_t bytes) {
 // Validates x and key; returns the key as a contiguous int64 tensor ((bits,) or (samples, bits))
 // on x's device.
 at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& key) {
-  TORCH_CHECK(is_bit_word_dtype(x.scalar_type()), op, ": x has dtype ", x.scalar_type(),
-              "; expected a dtype of 8, 16, 32 or 64 bits (float16, bfloat16, float32, float64 "
-              "or an integer dtype of those widths)");
+  TORCH_CHECK_TYPE(is_bit_word_dtype(x.scalar_type()), op, ": x has dtype ", x.scalar_type(),
+                   "; expected a dtype of 8, 16, 32 or 64 bits (float16, bfloat16, float32, float64 "
+                   "or an integer dtype of those widths)");
   const int64_t bits = x.element_size() * 8;
   check_integer_key(op, key, "bit positions");
-  TORCH_CHECK(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", bits,
-              ",) for one key or (N, ", bits, ") for one key per sample, got ", key.dim(),
-              " dimensions");
-  TORCH_CHECK(key.size(-1) == bits, op, ": key has ", key.size(-1), " positions but x has ",
-              bits, "-bit words (dtype ", x.scalar_type(), "); expected a ", bits, "-bit key");
+  TORCH_CHECK_VALUE(key.dim() == 1 || key.dim() == 2, op, ": key must have shape (", bits,
+                    ",) for one key or (N, ", bits, ") for one key per sample, got ", key.dim(),
+                    " dimensions");
+  TORCH_CHECK_VALUE(key.size(-1) == bits, op, ": key has ", key.size(-1), " positions but x has ",
+                    bits, "-bit words (dtype ", x.scalar_type(), "); expected a ", bits, "-bit key");
   if (key.dim() == 2) {
-    TORCH_CHECK(x.dim() >= 1 && key.size(0) == x.size(0), op, ": per-sample key has ",
-                key.size(0), " rows but x has ", (x.dim() >= 1 ? x.size(0) : 0),
-                " samples (x.shape[0]); expected one key row per sample");
+    TORCH_CHECK_VALUE(x.dim() >= 1 && key.size(0) == x.size(0), op, ": per-sample key has ",
+                      key.size(0), " rows but x has ", (x.dim() >= 1 ? x.size(0) : 0),
+                      " samples (x.shape[0]); expected one key row per sample");
   }
+  check_key_device(op, key, x);
   // Only convert what needs converting: each extra dispatcher call costs small tensors latency.
   at::Tensor keys = key.scalar_type() == at::kLong ? key : key.to(at::kLong);
   if (!keys.is_contiguous()) keys = keys.contiguous();
@@ -59,9 +59,6 @@ at::Tensor checked_keys(const char* op, const at::Tensor& x, const at::Tensor& k
     // Cheap on the host; a device key is checked by the Python layer (checking it here would
     // need a host synchronisation, which CUDA graph capture forbids).
     check_permutation_rows(op, keys.const_data_ptr<int64_t>(), keys.numel() / bits, bits, keys.dim() == 2);
-  }
-  if (keys.device() != x.device()) {
-    keys = keys.to(x.device());  // a key is at most 64 x 8 bytes a row: moving it is cheap
   }
   return keys;
 }
@@ -103,22 +100,18 @@ at::Tensor shuffle_bits_out_of_place(const at::Tensor& x, const at::Tensor& key,
 
 void shuffle_bits_in_place(const at::Tensor& x, const at::Tensor& key, bool inverse,
                            WordKernel kernel, const char* op) {
-  TORCH_CHECK(!x.requires_grad(), op, ": x requires grad; an in-place bit permutation would "
-              "destroy values autograd may need and has no gradient. Use the out-of-place op or "
-              "x.detach()");
   const at::Tensor keys = checked_keys(op, x, key);
+  check_and_mark_in_place(op, x);
   if (is_linear_run(x, samples_of(keys))) {
     run_kernel(kernel, x, x, keys, inverse);
     return;
   }
-  TORCH_CHECK(at::has_internal_overlap(x) == at::MemOverlap::No, op, ": x has elements that "
-              "share memory (e.g. a result of expand()); in-place permutation is impossible. "
-              "Use the out-of-place op or x.clone()");
-  // A strided but non-overlapping view: permute a contiguous copy and write it back, as integers.
-  const at::Tensor as_words = x.view(word_dtype(x.element_size()));
+  // A strided view whose elements are distinct: permute a contiguous copy and write it back
+  // through a view of x's words (integers: no float operation touches a bit pattern).
+  at::Tensor as_words = x.view(word_dtype(x.element_size()));
   at::Tensor tmp = as_words.contiguous();
   run_kernel(kernel, tmp, tmp, keys, inverse);
-  const_cast<at::Tensor&>(as_words).copy_(tmp);
+  as_words.copy_(tmp);
 }
 
 }  // namespace featperm::ops
@@ -134,14 +127,11 @@ TORCH_LIBRARY_FRAGMENT(featperm, m) {
 // gradient): outputs keep a grad_fn that raises "derivative for featperm::shuffle_bits is not
 // implemented" if anyone backpropagates through them. Registered in C++ rather than with
 // torch.library.register_autograd to keep the per-call overhead of small tensors low. The
-// ADInplaceOrView kernels bump the version counter of tensors mutated in place.
+// in-place ops have no autograd kernel, like the block-shuffle ones: their kernels refuse
+// tensors that require grad and bump the version counter (check_and_mark_in_place), so both
+// families follow one rule.
 TORCH_LIBRARY_IMPL(featperm, Autograd, m) {
-  for (const char* op : {"shuffle_bits", "unshuffle_bits", "shuffle_bits_", "unshuffle_bits_"}) {
+  for (const char* op : {"shuffle_bits", "unshuffle_bits"}) {
     m.impl(op, torch::autograd::autogradNotImplementedFallback());
-  }
-}
-TORCH_LIBRARY_IMPL(featperm, ADInplaceOrView, m) {
-  for (const char* op : {"shuffle_bits_", "unshuffle_bits_"}) {
-    m.impl(op, torch::autograd::autogradNotImplementedInplaceOrViewFallback());
   }
 }

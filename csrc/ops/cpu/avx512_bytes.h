@@ -1,5 +1,5 @@
 // AVX-512 VBMI helpers shared by the CPU kernels (compiled for x86-64 with GCC or Clang; callers
-// run them only after cpu::active_isa() reports AVX-512 with VBMI).
+// run them only when cpu::use_vector() says their kernel may (AVX-512 with VBMI)).
 #pragma once
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

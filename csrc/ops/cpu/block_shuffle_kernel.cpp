@@ -488,7 +488,7 @@ class BlockPermuter {
 template <typename Word>
 void permute_blocks(const BlockRun& run) {
 #ifdef FEATPERM_HAVE_AVX512_VBMI
-  const bool vector = cpu::active_isa() == cpu::Isa::kAvx512Gfni;
+  const bool vector = cpu::use_vector(cpu::Kernel::kBlockShuffle);
 #else
   const bool vector = false;
 #endif

@@ -3,7 +3,7 @@
 // This whole translation unit is compiled for AVX-512 (#pragma GCC target below), so that the
 // shared block function of ops/common/chacha20.h is instantiated, inlined and register-allocated
 // for zmm registers. Nothing here may be reached on a processor without AVX-512: the caller
-// (chacha20_kernel.cpp) dispatches on cpu::active_isa(). Standard headers are included before the
+// (chacha20_kernel.cpp) dispatches on cpu::use_vector(Kernel::kChaCha20). Standard headers are included before the
 // pragma, and the header's templates are instantiated only with the internal-linkage word type
 // below, so no AVX-512 code can leak into an inline function used elsewhere.
 #include "ops/cpu/chacha20_cpu.h"

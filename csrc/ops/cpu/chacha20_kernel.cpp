@@ -1,6 +1,6 @@
 // ChaCha20 and Poly1305 on the CPU.
 //  - chacha20_xor: at::parallel_for over runs of 64-byte blocks; each run uses the AVX-512 kernel
-//    (16 blocks per step, chacha20_avx512.cpp) when cpu::active_isa() allows, otherwise the
+//    (16 blocks per step, chacha20_avx512.cpp) when cpu::use_vector(Kernel::kChaCha20) allows, otherwise the
 //    portable one-block-at-a-time kernel below. Both run ops/common/chacha20.h's block function.
 //  - poly1305_mac, chacha20_poly1305_tag: Poly1305 (poly1305.h). Long messages are split into
 //    chunks evaluated on all threads and joined with powers of r; the AEAD tag streams aad,
@@ -53,7 +53,7 @@ at::Tensor chacha20_xor_cpu(const at::Tensor& data, const at::Tensor& key, const
   ChaCha20Job job;
   at::Tensor out = prepare_chacha20_xor(data, key, nonce, counter, job);
   if (job.bytes == 0) return out;
-  const bool vector = cpu::active_isa() == cpu::Isa::kAvx512Gfni;
+  const bool vector = cpu::use_vector(cpu::Kernel::kChaCha20);
   const int64_t blocks = (job.bytes + chacha20::kBlockBytes - 1) / chacha20::kBlockBytes;
   at::parallel_for(0, blocks, kGrainBlocks, [&](int64_t begin, int64_t end) {
     const int64_t offset = begin * chacha20::kBlockBytes;

@@ -36,7 +36,7 @@ class Poly1305 {
       if (i < 4) r_powers_[i] = Factor(power);
       for (int k = 0; k < 3; ++k) ifma_powers_[3 * i + k] = power[k];
     }
-    use_ifma_ = cpu::active_isa() == cpu::Isa::kAvx512Gfni && ifma_supported();
+    use_ifma_ = cpu::use_vector(cpu::Kernel::kPoly1305);
     pad_[0] = load_le64(key + 16);
     pad_[1] = load_le64(key + 24);
   }
@@ -225,10 +225,6 @@ class Poly1305 {
     return {t0 & kMask44, ((t0 >> 44) | (t1 << 20)) & kMask44, ((t1 >> 24) & kMask42) | hibit};
   }
 
-  static bool ifma_supported() {
-    static const bool supported = poly1305_ifma_supported();
-    return supported;
-  }
   static constexpr size_t kIfmaMinBytes = 256;
 
   Limbs r_;

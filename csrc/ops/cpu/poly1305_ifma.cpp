@@ -122,15 +122,9 @@ bool poly1305_absorb_ifma(uint64_t* h, const uint8_t* m, size_t groups, const ui
   return true;
 }
 
-bool poly1305_ifma_supported() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
-}
-
 #else
 
 bool poly1305_absorb_ifma(uint64_t*, const uint8_t*, size_t, const uint64_t*) { return false; }
-bool poly1305_ifma_supported() { return false; }
 
 #endif
 

@@ -116,7 +116,7 @@ struct GfniPlan {
 // Permutes words [begin, end) of a run split into samples of `words_per_sample` words each.
 template <int Bytes, bool Inverse>
 void permute_range(const WordRun& run, const int64_t* keys, int64_t words_per_sample,
-                   int64_t begin, int64_t end, cpu::Isa isa) {
+                   int64_t begin, int64_t end, bool vector) {
   using Word = typename WordOf<Bytes>::type;
   const Word* in = static_cast<const Word*>(run.src);
   Word* out = static_cast<Word*>(run.dst);
@@ -126,7 +126,7 @@ void permute_range(const WordRun& run, const int64_t* keys, int64_t words_per_sa
     const int64_t stop = std::min(end, (sample + 1) * words_per_sample);
     build_destinations<Inverse>(keys + sample * 8 * Bytes, 8 * Bytes, dest);
 #ifdef FEATPERM_HAVE_GFNI_KERNEL
-    if (isa == cpu::Isa::kAvx512Gfni) {
+    if (vector) {
       GfniPlan<Bytes>(dest).permute(reinterpret_cast<const uint8_t*>(in + begin),
                                     reinterpret_cast<uint8_t*>(out + begin), (stop - begin) * Bytes);
       begin = stop;
@@ -142,9 +142,9 @@ template <int Bytes, bool Inverse>
 void permute_run(const WordRun& run) {
   const int64_t* keys = run.keys->const_data_ptr<int64_t>();
   const int64_t words_per_sample = run.words / run.samples;
-  const cpu::Isa isa = cpu::active_isa();
+  const bool vector = cpu::use_vector(cpu::Kernel::kShuffleBits);
   at::parallel_for(0, run.words, kGrainBytes / Bytes, [&](int64_t begin, int64_t end) {
-    permute_range<Bytes, Inverse>(run, keys, words_per_sample, begin, end, isa);
+    permute_range<Bytes, Inverse>(run, keys, words_per_sample, begin, end, vector);
   });
 }
 

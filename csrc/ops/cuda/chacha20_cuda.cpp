@@ -61,8 +61,8 @@ at::Tensor chacha20_poly1305_tag_cuda(const at::Tensor& aad, const at::Tensor& c
   constexpr const char* op = "chacha20_poly1305_tag";
   const at::Tensor a = checked_host_bytes(op, "aad", aad, -1);
   const at::Tensor k = checked_host_bytes(op, "one_time_key", one_time_key, cpu::Poly1305::kKeyBytes);
-  TORCH_CHECK(ciphertext.scalar_type() == at::kByte, op, ": ciphertext must be a uint8 tensor, got dtype ",
-              ciphertext.scalar_type());
+  TORCH_CHECK_TYPE(ciphertext.scalar_type() == at::kByte, op, ": ciphertext must be a uint8 tensor, got dtype ",
+                   ciphertext.scalar_type());
   const at::Tensor ct = ciphertext.reshape(-1);
   cpu::Poly1305 mac(k.const_data_ptr<uint8_t>());
   if (a.numel() > 0) mac.update(a.const_data_ptr<uint8_t>(), static_cast<size_t>(a.numel()));

@@ -22,110 +22,36 @@ little data) and a stolen model can be fine-tuned to work without the key.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from featperm import _library  # noqa: F401  (loads the compiled ops)
-from featperm._permutation_key import PermutationKey, check_permutation_rows, random_permutation
+from featperm import _checks
+from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey
+from featperm.ops import _library  # noqa: F401  (loads the compiled ops)
 
 __all__ = [
-    "BlockKey",
     "block_shuffle",
     "block_unshuffle",
     "block_shuffle_",
     "block_unshuffle_",
     "to_blocks",
     "from_blocks",
+    "BlockKeyLike",
 ]
-
-
-class BlockKey(PermutationKey):
-    """A block-shuffle key: a permutation ``v`` of the ``C*M*M`` positions of a block.
-
-    ``BlockKey(v, channels=C, block_size=M)``; ``v[k]`` is the input position that lands at output
-    position ``k`` (``out[k] = in[v[k]]``, flatten order in :mod:`featperm.block`). The repr shows
-    no key material; :meth:`permutation` returns it explicitly. Pickling a key pickles ``v``.
-    """
-
-    __slots__ = ("_channels", "_block_size")
-
-    def __init__(self, v: Union[Sequence[int], torch.Tensor], *, channels: int, block_size: int):
-        channels, block_size = int(channels), int(block_size)
-        if channels < 1:
-            raise ValueError(f"BlockKey: channels must be >= 1, got {channels}")
-        if block_size < 1:
-            raise ValueError(f"BlockKey: block_size must be >= 1, got {block_size}")
-        perm = torch.as_tensor(v).detach()
-        if perm.is_floating_point() or perm.is_complex() or perm.dtype == torch.bool:
-            raise TypeError(f"BlockKey: v must hold integer positions, got dtype {perm.dtype}")
-        n = channels * block_size * block_size
-        if perm.dim() != 1 or perm.numel() != n:
-            raise ValueError(f"BlockKey: v must have shape (channels*block_size**2,) = ({n},) for "
-                             f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}")
-        perm = perm.to("cpu", torch.int64).contiguous().clone()
-        check_permutation_rows(perm, "BlockKey: v")
-        self._set_permutation(perm)
-        self._channels = channels
-        self._block_size = block_size
-
-    @classmethod
-    def generate(cls, *, channels: int, block_size: int) -> "BlockKey":
-        """A uniformly random key from the operating system's CSPRNG (``secrets``)."""
-        channels, block_size = int(channels), int(block_size)
-        if channels < 1 or block_size < 1:
-            raise ValueError(f"BlockKey.generate: channels and block_size must be >= 1, got "
-                             f"channels={channels}, block_size={block_size}")
-        perm = random_permutation(channels * block_size * block_size)
-        return cls(torch.tensor(perm, dtype=torch.int64), channels=channels, block_size=block_size)
-
-    @classmethod
-    def derive(cls, secret: bytes, label, context=b"", *, channels: int, block_size: int) -> "BlockKey":
-        """The key derived from a master secret for (label, context): HKDF-SHA256 driving
-        Fisher-Yates, domain-separated from every other kind and shape (see :mod:`featperm.keys`).
-        The same inputs always give the same key."""
-        from featperm.keys import derive_block_key
-        return derive_block_key(secret, label, context, channels=channels, block_size=block_size)
-
-    @property
-    def channels(self) -> int:
-        return self._channels
-
-    @property
-    def block_size(self) -> int:
-        return self._block_size
-
-    def inverse(self) -> "BlockKey":
-        """The key that undoes this one: ``block_shuffle(y, k.inverse()) == block_unshuffle(y, k)``."""
-        inv = torch.empty_like(self._perm)
-        inv[self._perm] = torch.arange(self._perm.numel())
-        return BlockKey(inv, channels=self._channels, block_size=self._block_size)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, BlockKey):
-            return NotImplemented
-        return (self._channels == other._channels and self._block_size == other._block_size
-                and self._same_permutation(other))
-
-    def __repr__(self) -> str:
-        return f"BlockKey(channels={self._channels}, block_size={self._block_size})"
-
-    def __reduce__(self):
-        # Rebuilt through the constructor (which validates v); the device cache is not pickled.
-        return (_rebuild_block_key, (self._perm, self._channels, self._block_size))
-
-
-def _rebuild_block_key(perm, channels, block_size):
-    return BlockKey(perm, channels=channels, block_size=block_size)
-
 
 BlockKeyLike = Union[BlockKey, torch.Tensor, Sequence[int]]
 
 
-def _key_and_block_size(op: str, x: torch.Tensor, key: BlockKeyLike,
-                        block_size: Optional[int]) -> tuple:
+def _block_size(op: str, block_size: object) -> int:
+    return _checks.integer(op, "block_size", block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
+
+
+def _key_and_block_size(op: str, x: object, key: BlockKeyLike,
+                        block_size: Optional[int]) -> Tuple[torch.Tensor, int]:
+    x = _checks.tensor(op, "x", x)
     if isinstance(key, BlockKey):
-        if block_size is not None and int(block_size) != key.block_size:
+        if block_size is not None and _block_size(op, block_size) != key.block_size:
             raise ValueError(f"{op}: block_size={block_size} disagrees with the key's block_size "
                              f"{key.block_size}")
         if x.dim() == 4 and x.shape[1] != key.channels:
@@ -134,13 +60,13 @@ def _key_and_block_size(op: str, x: torch.Tensor, key: BlockKeyLike,
         return key.tensor(x.device), key.block_size
     if block_size is None:
         raise TypeError(f"{op}: block_size is required when key is not a BlockKey")
-    if not isinstance(key, torch.Tensor):
-        key = torch.as_tensor(key, dtype=torch.int64, device=x.device)
-    elif key.device.type != "cpu" and not torch.compiler.is_compiling() and key.dim() == 1 and \
-            not key.is_floating_point() and key.dtype != torch.bool:
+    m = _block_size(op, block_size)
+    key_t = _checks.key_tensor(op, "key", key, x.device)
+    if key_t.device.type != "cpu" and key_t.device == x.device and not torch.compiler.is_compiling() \
+            and key_t.dim() == 1:
         # The C++ op checks host keys itself; a device key is checked here (one sync).
-        check_permutation_rows(key, f"{op}: key")
-    return key, int(block_size)
+        _checks.permutation_rows(f"{op}: key", key_t)
+    return key_t, m
 
 
 def block_shuffle(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
@@ -150,8 +76,9 @@ def block_shuffle(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] 
         x: tensor of shape (N, C, H, W) with M dividing H and W, any dtype of 1, 2, 4 or 8 bytes,
             any strides (contiguous and channels_last are read and written in place order); CPU
             or CUDA.
-        key: a :class:`BlockKey` (which carries M), or a permutation of ``0..C*M*M-1`` as a
-            tensor or sequence together with ``block_size``.
+        key: a :class:`~featperm.BlockKey` (which carries M), or a permutation of
+            ``0..C*M*M-1`` as an integer tensor on x's device or a sequence, together with
+            ``block_size``.
 
     Returns:
         ``out`` with ``out_block[k] = x_block[v[k]]`` for every block, flattened in
@@ -170,14 +97,15 @@ def block_unshuffle(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[int
 
 def block_shuffle_(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
     """In-place :func:`block_shuffle` (per-tile staging, no full-size temporary); returns ``x``.
-    x must not require grad."""
+    x must not require grad, and no two of its elements may share memory (any other view is
+    fine)."""
     k, m = _key_and_block_size("block_shuffle_", x, key, block_size)
     torch.ops.featperm.block_shuffle_(x, k, m)
     return x
 
 
 def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
-    """In-place :func:`block_unshuffle`; returns ``y``. y must not require grad."""
+    """In-place :func:`block_unshuffle`; returns ``y``. Same rules as :func:`block_shuffle_`."""
     k, m = _key_and_block_size("block_unshuffle_", y, key, block_size)
     torch.ops.featperm.block_unshuffle_(y, k, m)
     return y
@@ -188,7 +116,7 @@ def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[in
 def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order."""
     n, c, h, w = x.shape
-    m = int(block_size)
+    m = _block_size("to_blocks", block_size)
     if h % m or w % m:
         raise ValueError(f"to_blocks: block_size {m} must divide H={h} and W={w}")
     return (x.reshape(n, c, h // m, m, w // m, m)
@@ -199,7 +127,8 @@ def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
 def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.Tensor:
     """Inverse of :func:`to_blocks`."""
     n, hb, wb, _ = blocks.shape
-    m, c = int(block_size), int(channels)
+    m = _block_size("from_blocks", block_size)
+    c = _checks.integer("from_blocks", "channels", channels, minimum=1)
     return (blocks.reshape(n, hb, wb, m, m, c)
             .permute(0, 5, 1, 3, 2, 4)  # n, ch, block row, r, block column, c
             .reshape(n, c, hb * m, wb * m))
@@ -210,7 +139,8 @@ def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.T
 def _check_shapes_fake(op: str, x: torch.Tensor, key: torch.Tensor, block_size: int) -> None:
     # The shape checks of the C++ op, so that tracing fails as eagerly running would.
     torch._check(x.dim() == 4, lambda: f"{op}: x must have shape (N, C, H, W), got {x.dim()} dimensions")
-    torch._check(block_size >= 1, lambda: f"{op}: block_size must be >= 1, got {block_size}")
+    torch._check(1 <= block_size <= MAX_BLOCK_SIZE,
+                 lambda: f"{op}: block_size must be in [1, {MAX_BLOCK_SIZE}], got {block_size}")
     torch._check(x.shape[2] % block_size == 0 and x.shape[3] % block_size == 0,
                  lambda: f"{op}: block_size {block_size} must divide the height and width of x")
     torch._check(key.dim() == 1 and key.shape[0] == x.shape[1] * block_size * block_size,
@@ -237,7 +167,7 @@ for _op in ("block_shuffle_", "block_unshuffle_"):
     torch.library.register_fake(f"featperm::{_op}")(_fake_in_place(_op))
 
 
-def _setup_context(ctx, inputs, output):
+def _setup_context(ctx, inputs, output) -> None:
     _, key, block_size = inputs
     ctx.key = key
     ctx.block_size = block_size

@@ -1,6 +1,10 @@
 """Loads featperm's compiled library, which registers the torch.ops.featperm operators."""
 
+from __future__ import annotations
+
 import torch
+
+from featperm.errors import LibraryNotBuiltError
 
 _ERROR = None
 try:
@@ -9,7 +13,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on broken instal
     _ERROR = exc
 
 
-def require_library():
+def require_library() -> None:
     """Raise an actionable error if the compiled library is missing or unusable."""
     if _ERROR is None:
         return
@@ -19,11 +23,11 @@ def require_library():
                 f"({torch.__version__}); rebuild it")
     else:
         hint = "it has not been built"
-    raise ImportError(
+    raise LibraryNotBuiltError(
         f"featperm's compiled library featperm._C could not be loaded ({message}): {hint}. "
-        "From a checkout, run `pip install --no-build-isolation -e .` (or "
-        "`python setup.py build_ext --inplace`) with the torch you will use installed first; "
-        "set FEATPERM_CUDA=0 for a CPU-only build."
+        "From a checkout, run `make build` (or `pip install --no-build-isolation -e .`) with the "
+        "torch you will use installed first; set FEATPERM_CUDA=0 for a CPU-only build. "
+        "featperm.keys works without it."
     ) from _ERROR
 
 
@@ -33,8 +37,3 @@ require_library()
 def has_cuda_kernels() -> bool:
     """True when this build of featperm contains the CUDA kernels (independent of any GPU)."""
     return torch._C._dispatch_has_kernel_for_dispatch_key("featperm::shuffle_bits", "CUDA")
-
-
-def cpu_isa(request: int = -1) -> int:
-    """Query (-1) or select the CPU kernel variant: 0 portable tables, 1 AVX-512 VBMI + GFNI."""
-    return torch.ops.featperm._cpu_isa(request)

@@ -1,0 +1,61 @@
+"""ShuffleBits as a module: the last layer of a feature extractor that outputs ciphertext."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+
+from featperm.crypto.nonces import Sealer
+from featperm.crypto.sealed import SealedBytes
+from featperm.errors import KeyNotLoadedError
+from featperm.keys import BitKey
+from featperm.nn._keyed import KEY_NOT_LOADED, KeyedModule
+from featperm.ops.shuffle_bits import shuffle_bits
+
+__all__ = ["ShuffleBits"]
+
+
+class ShuffleBits(KeyedModule):
+    """Encrypts its input with :func:`featperm.shuffle_bits` (e.g. as the last layer of a feature
+    extractor: the model then outputs ciphertext). ``as_integer`` returns the integer view.
+
+    With a ``sealer`` (a :class:`featperm.crypto.Sealer`), the output is then sealed with
+    ChaCha20-Poly1305 under a fresh nonce (the cascade the ShuffleBits paper suggests): forward
+    returns the sealed container (a ``bytearray`` for CPU input, a ``memoryview`` over pinned host
+    memory for CUDA input; see :func:`featperm.crypto.seal`), which opens with
+    ``featperm.crypto.open_shuffled(sealed, bit_key, sealer.key(), aad)``. Like the bit key, the
+    sealer (and its AEAD key) is never pickled with the module.
+    """
+
+    _key_type = BitKey
+    _secret_attributes = ("_key", "_sealer")
+
+    def __init__(self, key: Optional[BitKey], as_integer: bool = False, sealer: Optional[Sealer] = None,
+                 aad: bytes = b""):
+        super().__init__(key)
+        self.as_integer = bool(as_integer)
+        self.aad = bytes(aad)
+        self.set_sealer(sealer)
+
+    def set_sealer(self, sealer: Optional[Sealer]) -> None:
+        if sealer is not None and not isinstance(sealer, Sealer):
+            raise TypeError(f"ShuffleBits.set_sealer: expected a featperm.crypto.Sealer or None, "
+                            f"got {type(sealer).__name__}")
+        object.__setattr__(self, "_sealer", sealer)
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, SealedBytes]:
+        key = self._require_key()
+        y = x if key is None else shuffle_bits(x, key, as_integer=self.as_integer)
+        if self._sealer is KEY_NOT_LOADED:
+            raise KeyNotLoadedError("ShuffleBits has no sealer: sealers (and their keys) are not saved "
+                                    "with a model. Set it again with module.set_sealer(sealer)")
+        return y if self._sealer is None else self._sealer.seal(y, aad=self.aad)
+
+    def extra_repr(self) -> str:
+        sealed = ", sealed" if self._sealer not in (None, KEY_NOT_LOADED) else ""
+        if self._key is KEY_NOT_LOADED:
+            return f"key=<not loaded>, as_integer={self.as_integer}{sealed}"
+        if self._key is None:
+            return f"key=None, as_integer={self.as_integer}{sealed}"
+        return f"bits={self._key.bits}, as_integer={self.as_integer}{sealed}"
