@@ -13,6 +13,7 @@ MAX_JOBS             parallel compile jobs (ninja), as for any torch extension.
 """
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -57,7 +58,7 @@ if _cuda_mode != "0":
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
 
 import torch  # noqa: E402
-from setuptools import find_packages, setup  # noqa: E402
+from setuptools import setup  # noqa: E402
 from torch.utils import cpp_extension  # noqa: E402
 
 cuda_available_to_build = torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
@@ -97,12 +98,14 @@ print(
     flush=True,
 )
 
+# What featperm info reports as the build configuration (an ignored, generated file).
+with open(os.path.join(ROOT, "featperm", "_build.json"), "w", encoding="utf-8") as fh:
+    json.dump({"built_with_torch": torch.__version__, "cuda_kernels": with_cuda,
+               "torch_cuda_arch_list": os.environ["TORCH_CUDA_ARCH_LIST"] if with_cuda else None,
+               "debug": debug}, fh)
+
+# Name, version (featperm/_version.py), dependencies and the `featperm` command: pyproject.toml.
 setup(
-    name="featperm",
-    version="0.1.0",
-    description="Keyed encryption and protection of deep features (ShuffleBits, block-wise "
-                "feature-map transforms, ChaCha20-Poly1305 on the GPU)",
-    packages=find_packages(include=["featperm", "featperm.*"]),
     ext_modules=[
         Extension(
             "featperm._C",
@@ -115,6 +118,4 @@ setup(
     ],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     options={"bdist_wheel": {"py_limited_api": "cp39"}},
-    python_requires=">=3.10",
-    install_requires=["torch>=2.11"],
 )

@@ -31,22 +31,48 @@ from featperm.keys import BitKey, BlockKey, integer_view_dtype, word_bits
 
 # Names that live above the key layer, loaded on first use (see the module docstring).
 _LAZY = {
-    "shuffle_bits": "featperm.ops", "unshuffle_bits": "featperm.ops",
-    "shuffle_bits_": "featperm.ops", "unshuffle_bits_": "featperm.ops",
-    "block_shuffle": "featperm.ops", "block_unshuffle": "featperm.ops",
-    "block_shuffle_": "featperm.ops", "block_unshuffle_": "featperm.ops",
-    "has_cuda_kernels": "featperm.ops", "cpu_isa": "featperm.ops",
-    "cpu_kernels": "featperm.ops", "use_cpu_kernels": "featperm.ops",
-    "seal": "featperm.crypto", "open_sealed": "featperm.crypto",
-    "protect": "featperm.nn", "unprotect": "featperm.nn", "set_key": "featperm.nn",
+    "shuffle_bits": "featperm.ops",
+    "unshuffle_bits": "featperm.ops",
+    "shuffle_bits_": "featperm.ops",
+    "unshuffle_bits_": "featperm.ops",
+    "block_shuffle": "featperm.ops",
+    "block_unshuffle": "featperm.ops",
+    "block_shuffle_": "featperm.ops",
+    "block_unshuffle_": "featperm.ops",
+    "has_cuda_kernels": "featperm.ops",
+    "cpu_isa": "featperm.ops",
+    "cpu_kernels": "featperm.ops",
+    "use_cpu_kernels": "featperm.ops",
+    "seal": "featperm.crypto",
+    "open_sealed": "featperm.crypto",
+    "protect": "featperm.nn",
+    "unprotect": "featperm.nn",
+    "set_key": "featperm.nn",
 }
-_SUBPACKAGES = ("ops", "crypto", "nn", "transforms", "models", "attacks", "datasets", "experiments",
-                "report", "reference", "keys")
+_SUBPACKAGES = (
+    "ops",
+    "crypto",
+    "nn",
+    "transforms",
+    "models",
+    "attacks",
+    "datasets",
+    "experiments",
+    "report",
+    "reference",
+    "keys",
+)
 
 __all__ = [
-    "__version__", "errors", "FeatpermError",
-    "BitKey", "BlockKey", "word_bits", "integer_view_dtype",
-    *_LAZY, *_SUBPACKAGES,
+    "__version__",
+    "errors",
+    "FeatpermError",
+    "BitKey",
+    "BlockKey",
+    "word_bits",
+    "integer_view_dtype",
+    *_LAZY,
+    *_SUBPACKAGES,
 ]
 
 

@@ -36,10 +36,9 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-__all__ = ["integer", "tensor", "key_tensor", "permutation_rows", "secret", "text", "byte_string",
-           "MIN_SECRET_BYTES"]
+__all__ = ["integer", "tensor", "key_tensor", "permutation_rows", "secret", "text", "byte_string", "MIN_SECRET_BYTES"]
 
-MIN_SECRET_BYTES = 16   # 128 bits: the least any API accepts
+MIN_SECRET_BYTES = 16  # 128 bits: the least any API accepts
 
 
 def _describe(value: object) -> str:
@@ -49,8 +48,9 @@ def _describe(value: object) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def integer(where: str, name: str, value: object, *, minimum: Optional[int] = None,
-            maximum: Optional[int] = None) -> int:
+def integer(
+    where: str, name: str, value: object, *, minimum: Optional[int] = None, maximum: Optional[int] = None
+) -> int:
     """``value`` as an int: Python ints and integer scalars (numpy, 0-d integer tensors) only.
 
     TypeError for bool, float, str and everything else; ValueError outside [minimum, maximum].
@@ -81,14 +81,15 @@ def _check_integer_elements(where: str, name: str, value: Any) -> None:
             _check_integer_elements(where, name, item)
         return
     if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{where}: {name} must hold integer positions, got {_describe(value)}")
+        raise TypeError(
+            f"{where}: {name} must be an integer tensor or a sequence of integer positions, got {_describe(value)}"
+        )
 
 
 KeyInput = Union[torch.Tensor, Sequence[int], Sequence[Sequence[int]]]
 
 
-def key_tensor(where: str, name: str, value: KeyInput,
-               device: Union[torch.device, str, None] = None) -> torch.Tensor:
+def key_tensor(where: str, name: str, value: KeyInput, device: Union[torch.device, str, None] = None) -> torch.Tensor:
     """A key given as a tensor, numpy array or (nested) sequence of integers, as an integer tensor.
 
     A tensor keeps its device and dtype (the ops check it); anything else becomes int64 on
@@ -97,13 +98,14 @@ def key_tensor(where: str, name: str, value: KeyInput,
         t = value
     else:
         if isinstance(value, (str, bytes, bytearray)) or value is None:
-            raise TypeError(f"{where}: {name} must be a sequence or tensor of integers, "
-                            f"got {type(value).__name__}")
+            raise TypeError(f"{where}: {name} must be a sequence or tensor of integers, got {type(value).__name__}")
         if not hasattr(value, "dtype"):  # numpy arrays are checked by their dtype below
             _check_integer_elements(where, name, value)
         t = torch.as_tensor(value)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{where}: {name} must hold integer positions, got dtype {t.dtype}")
+        raise TypeError(
+            f"{where}: {name} must be an integer tensor or a sequence of integer positions, got dtype {t.dtype}"
+        )
     if not isinstance(value, torch.Tensor):
         t = t.to(device=device, dtype=torch.int64)
     return t
@@ -122,8 +124,11 @@ def permutation_rows(where: str, perm: torch.Tensor) -> None:
     row = int(bad.any(dim=1).nonzero()[0, 0])
     first = int(bad[row].nonzero()[0, 0])
     value = int(ordered.reshape(-1, n)[row, first])
-    reason = f"value {value} repeats" if 0 <= value < first else \
-        (f"value {value} is out of range" if not 0 <= value < n else f"value {first} is missing")
+    reason = (
+        f"value {value} repeats"
+        if 0 <= value < first
+        else (f"value {value} is out of range" if not 0 <= value < n else f"value {first} is missing")
+    )
     where_row = f"row {row}: " if perm.dim() == 2 else ""
     raise ValueError(f"{where} is not a permutation of 0..{n - 1} ({where_row}{reason})")
 
@@ -131,13 +136,16 @@ def permutation_rows(where: str, perm: torch.Tensor) -> None:
 def secret(where: str, value: object) -> bytes:
     """A master secret: bytes (or bytearray) of at least MIN_SECRET_BYTES; never str."""
     if isinstance(value, str):
-        raise TypeError(f"{where}: secret must be bytes from a CSPRNG (e.g. generate_secret()), "
-                        "not str; a password is not a key")
+        raise TypeError(
+            f"{where}: secret must be bytes from a CSPRNG (e.g. generate_secret()), not str; a password is not a key"
+        )
     if not isinstance(value, (bytes, bytearray)):
         raise TypeError(f"{where}: secret must be bytes, got {type(value).__name__}")
     if len(value) < MIN_SECRET_BYTES:
-        raise ValueError(f"{where}: secret must be at least {MIN_SECRET_BYTES} bytes "
-                         f"({8 * MIN_SECRET_BYTES} bits), got {len(value)} bytes")
+        raise ValueError(
+            f"{where}: secret must be at least {MIN_SECRET_BYTES} bytes "
+            f"({8 * MIN_SECRET_BYTES} bits), got {len(value)} bytes"
+        )
     return bytes(value)
 
 

@@ -1,5 +1,6 @@
 """Block-wise feature-map shuffle: kernels against two references, properties, registration."""
 
+import os
 import pickle
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 import featperm
 from featperm.reference import block_shuffle_reference, block_unshuffle_reference
 
-from tests.conftest import CPU_VARIANTS, CUDA_AVAILABLE, devices, needs_cuda, selected_cpu_variants
+from tests.conftest import CPU_VARIANTS, devices, needs_cuda, selected_cpu_variants
 
 INT_VIEW = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int64]
@@ -121,6 +122,9 @@ def test_property_cpu_wide_rows_and_views(data, c, m, hb, wb, dtype, layout, isa
         featperm.block_shuffle_(x, key)
         assert torch.equal(bits(x), bits(block_shuffle_reference(before, v, m)))
         featperm.block_unshuffle_(x, key)
+        assert torch.equal(bits(x), bits(before))
+        # For "sliced" and "strided", x is a view of base: the rest of base is untouched (for
+        # the other layouts x is a copy and base never changed).
         assert torch.equal(bits(base), bits(base_before))
 
 
@@ -187,6 +191,8 @@ def test_tile_edges(device, channels_last, shape, m):
     z = x.clone()
     featperm.block_shuffle_(z, key)
     assert torch.equal(bits(z.cpu()), bits(block_shuffle_reference(x.cpu(), key.permutation(), m)))
+    featperm.block_unshuffle_(z, key)
+    assert torch.equal(bits(z), bits(x))
 
 
 @pytest.mark.parametrize("device", devices())
@@ -492,10 +498,20 @@ def test_device_errors():
 
 
 def test_cuda_kernels_registered_when_built():
-    # A CUDA build registers the CUDA kernel of every block-shuffle op beside the CPU one.
-    for op in ("block_shuffle", "block_unshuffle", "block_shuffle_", "block_unshuffle_"):
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"featperm::{op}", "CPU")
+    # A CUDA build registers the CUDA kernel of every block-shuffle and bit-shuffle op beside the
+    # CPU one, and a CPU-only build none of them: has_cuda_kernels() (which asks shuffle_bits)
+    # speaks for all eight ops.
+    ops = ("block_shuffle", "block_unshuffle", "block_shuffle_", "block_unshuffle_",
+           "shuffle_bits", "unshuffle_bits", "shuffle_bits_", "unshuffle_bits_")
+    for op in ops:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"featperm::{op}", "CPU"), op
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"featperm::{op}", "CUDA") == \
-            featperm.has_cuda_kernels()
-    if CUDA_AVAILABLE:
-        assert featperm.has_cuda_kernels()
+            featperm.has_cuda_kernels(), op
+    # Whoever builds with FEATPERM_CUDA=1 (tools/gpu_check.sh does) and keeps it set for the tests
+    # expects the CUDA kernels: a build that silently lost them would otherwise skip every CUDA
+    # test and pass. FEATPERM_CUDA=0 promises a CPU-only build.
+    configured = os.environ.get("FEATPERM_CUDA", "auto").lower()
+    if configured == "1":
+        assert featperm.has_cuda_kernels(), "FEATPERM_CUDA=1 but this build has no CUDA kernels"
+    elif configured == "0":
+        assert not featperm.has_cuda_kernels(), "FEATPERM_CUDA=0 but this build has CUDA kernels"

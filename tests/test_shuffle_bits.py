@@ -181,12 +181,34 @@ def test_per_sample_keys_equal_loop_of_single_keys(dtype, shape, device, cpu_isa
 
 @pytest.mark.parametrize("device", devices())
 def test_per_sample_keys_on_layouts_where_samples_are_not_contiguous(device, cpu_isa):
-    x = random_words((6, 10, 4), torch.float32, device)
+    # Six samples of shape (10, 4) laid out so that no sample x[k] is one run of storage beside
+    # the next: the kernels must not take the one-pass path, which assigns keys by storage run.
+    g = torch.Generator().manual_seed(5)
     keys = featperm.BitKey.generate(32, samples=6)
-    for view in (x.transpose(0, 1)[:, :], x[:, ::2], x.permute(2, 0, 1).permute(1, 2, 0)):
-        view = view if view.shape[0] == 6 else view.transpose(0, 1)
+    perms = keys.permutation()
+    views = {
+        # samples interleaved with stride 4: storage holds (10, 6, 4)
+        "transposed": random_words((10, 6, 4), torch.float32, device, g).transpose(0, 1),
+        # every other sample of twelve, and every other row of twenty
+        "stepped": random_words((12, 20, 4), torch.float32, device, g)[::2, ::2],
+        # the sample dimension innermost (stride 1): storage holds (10, 4, 6)
+        "permuted": random_words((10, 4, 6), torch.float32, device, g).permute(2, 0, 1),
+    }
+    for name, view in views.items():
+        assert view.shape == (6, 10, 4), name
+        assert not view.is_contiguous(), name
+        assert view.stride(0) != 10 * 4, name  # x[k + 1] does not start where x[k] ends
         y = featperm.shuffle_bits(view, keys)
-        assert_bits_equal(y, shuffle_bits_reference(view.cpu(), keys.permutation()))
+        for k in range(6):
+            assert_bits_equal(y[k], featperm.shuffle_bits(view[k].contiguous(), perms[k]))
+        assert_bits_equal(y, shuffle_bits_reference(view.cpu(), perms))
+        assert_bits_equal(featperm.unshuffle_bits(y, keys), view)
+        # in place on the view itself, with the same keys
+        before = view.clone()
+        assert featperm.shuffle_bits_(view, keys) is view
+        assert_bits_equal(view, y)
+        featperm.unshuffle_bits_(view, keys)
+        assert_bits_equal(view, before)
 
 
 # --- compatibility with the authors' code -------------------------------------------------------
@@ -287,6 +309,51 @@ def test_in_place_errors():
     expanded = torch.randn(1, 8).expand(4, 8)
     with pytest.raises(ValueError, match="share memory"):
         featperm.shuffle_bits_(expanded, torch.arange(32))
+
+
+# Views of a (12, 7) tensor that the in-place ops accept: no two elements share memory.
+IN_PLACE_VIEWS = {
+    "rows_step_3": lambda t: t[::3],              # rows apart: not dense
+    "first_3_columns": lambda t: t[:, :3],        # short rows of unit stride, not adjacent
+    "transposed": lambda t: t.t(),                # dense, in another order
+    "transposed_step_2": lambda t: t.t()[::2],    # neither
+}
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.bfloat16, torch.float32,
+                                   torch.int32, torch.float64, torch.int64], ids=str)
+@pytest.mark.parametrize("view_name", list(IN_PLACE_VIEWS))
+@pytest.mark.parametrize("per_sample", [False, True], ids=["one_key", "per_sample_keys"])
+def test_in_place_on_views_changes_exactly_the_view(view_name, dtype, per_sample, device, cpu_isa):
+    make_view = IN_PLACE_VIEWS[view_name]
+    base = random_words((12, 7), dtype, device, torch.Generator().manual_seed(17))
+    original = base.clone()
+    view = make_view(base)
+    assert view.untyped_storage().data_ptr() == base.untyped_storage().data_ptr()  # a view of base
+    bits = featperm.word_bits(dtype)
+    key = featperm.BitKey.generate(bits, samples=view.shape[0] if per_sample else None)
+    expected = featperm.shuffle_bits(view, key)  # out of place
+    assert_bits_equal(expected, shuffle_bits_reference(view.cpu(), key.permutation()))
+    outside = torch.ones(base.shape, dtype=torch.bool, device=device)
+    make_view(outside).fill_(False)
+
+    assert featperm.shuffle_bits_(view, key) is view
+    assert_bits_equal(view, expected)
+    assert torch.equal(bits_of(base)[outside], bits_of(original)[outside])
+    assert featperm.unshuffle_bits_(view, key) is view
+    assert_bits_equal(base, original)
+
+
+def test_in_place_refuses_overlapping_unfold_windows():
+    # Windows of 16 every 8 elements: each element but the first and last 8 is in two windows.
+    x = torch.arange(40.0)
+    windows = x.unfold(0, 16, 8)
+    assert windows.shape == (4, 16) and windows.stride() == (8, 1)
+    for op in (featperm.shuffle_bits_, featperm.unshuffle_bits_):
+        with pytest.raises(ValueError, match="share memory"):
+            op(windows, featperm.BitKey.generate(32))
+    assert torch.equal(x, torch.arange(40.0))  # refused before anything was written
 
 
 def test_no_gradient_and_a_clear_error_when_asked_for_one():

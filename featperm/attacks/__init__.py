@@ -8,7 +8,6 @@ Coming with the experiment issues: attribute inference and reconstruction from d
 datasets; nothing below imports attacks.
 """
 
-from featperm.attacks.known_plaintext import (bit_key_candidates, consistent_bit_key, recover_bit_key,
-                                              words_to_recover)
+from featperm.attacks.known_plaintext import bit_key_candidates, consistent_bit_key, recover_bit_key, words_to_recover
 
 __all__ = ["bit_key_candidates", "consistent_bit_key", "recover_bit_key", "words_to_recover"]

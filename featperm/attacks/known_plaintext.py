@@ -31,8 +31,10 @@ def _candidate_masks(plaintexts: torch.Tensor, ciphertexts: torch.Tensor) -> Ite
     xs, bits = _unsigned_words(plaintexts)
     ys, y_bits = _unsigned_words(ciphertexts)
     if bits != y_bits or len(xs) != len(ys):
-        raise ValueError(f"plaintexts ({len(xs)} words of {bits} bits) and ciphertexts "
-                         f"({len(ys)} words of {y_bits} bits) must have the same number and width")
+        raise ValueError(
+            f"plaintexts ({len(xs)} words of {bits} bits) and ciphertexts "
+            f"({len(ys)} words of {y_bits} bits) must have the same number and width"
+        )
     full = (1 << bits) - 1
     masks = [full] * bits  # masks[i] bit j set: f(i) = j is still possible
     for count, (x, y) in enumerate(zip(xs, ys), start=1):
@@ -40,8 +42,9 @@ def _candidate_masks(plaintexts: torch.Tensor, ciphertexts: torch.Tensor) -> Ite
             # output bit f(i) equals input bit i: keep the output positions that agree
             masks[i] &= y if (x >> i) & 1 else ~y & full
         if not all(masks):
-            raise ValueError("the plaintext/ciphertext pairs are not consistent with any bit "
-                             f"permutation (word {count - 1})")
+            raise ValueError(
+                f"the plaintext/ciphertext pairs are not consistent with any bit permutation (word {count - 1})"
+            )
         yield count, masks
 
 
@@ -52,8 +55,8 @@ def bit_key_candidates(plaintexts: torch.Tensor, ciphertexts: torch.Tensor) -> L
     candidates."""
     bits = word_bits(plaintexts.dtype)
     masks = [(1 << bits) - 1] * bits
-    for _, masks in _candidate_masks(plaintexts, ciphertexts):
-        pass
+    for _, current in _candidate_masks(plaintexts, ciphertexts):
+        masks = current
     return [[j for j in range(len(masks)) if (m >> j) & 1] for m in masks]
 
 

@@ -20,8 +20,15 @@ that the host joins. Sealing a CUDA tensor therefore moves only ciphertext to ho
 ``device="cuda"`` decrypts on the GPU, so the plaintext never exists in host memory.
 """
 
-from featperm.crypto.aead import (KEY_BYTES, MAX_MESSAGE_BYTES, NONCE_BYTES, TAG_BYTES, aead_decrypt, aead_encrypt,
-                                  generate_key)
+from featperm.crypto.aead import (
+    KEY_BYTES,
+    MAX_MESSAGE_BYTES,
+    NONCE_BYTES,
+    TAG_BYTES,
+    aead_decrypt,
+    aead_encrypt,
+    generate_key,
+)
 from featperm.crypto.cascade import open_shuffled, seal_shuffled
 from featperm.crypto.nonces import NonceSequence, Sealer
 from featperm.crypto.sealed import open_sealed, seal, sealed_header

@@ -17,8 +17,18 @@ from featperm import _checks
 from featperm.errors import AuthenticationError
 from featperm.ops import _library  # noqa: F401  (loads the compiled ops)
 
-__all__ = ["KEY_BYTES", "NONCE_BYTES", "TAG_BYTES", "MAX_MESSAGE_BYTES", "generate_key",
-           "aead_encrypt", "aead_decrypt", "key_tensor", "nonce_tensor", "BytesLike"]
+__all__ = [
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "TAG_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "generate_key",
+    "aead_encrypt",
+    "aead_decrypt",
+    "key_tensor",
+    "nonce_tensor",
+    "BytesLike",
+]
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -36,8 +46,10 @@ def generate_key() -> bytes:
 
 # -- argument handling ---------------------------------------------------------------------------
 
-def host_bytes_tensor(value: BytesLike, name: str, length: Optional[int] = None,
-                      where: str = "featperm.crypto") -> torch.Tensor:
+
+def host_bytes_tensor(
+    value: BytesLike, name: str, length: Optional[int] = None, where: str = "featperm.crypto"
+) -> torch.Tensor:
     """A CPU uint8 tensor of the bytes of ``value`` (bytes-like or uint8 tensor), length-checked."""
     if isinstance(value, torch.Tensor):
         if value.dtype != torch.uint8:
@@ -74,14 +86,15 @@ def key_tensor(key: BytesLike, device: torch.device, where: str = "featperm.cryp
 
 def nonce_tensor(nonce: BytesLike, where: str = "featperm.crypto") -> torch.Tensor:
     """The nonce as a 12-byte host tensor."""
-    return host_bytes_tensor(nonce if not isinstance(nonce, torch.Tensor) else nonce.cpu(), "nonce",
-                             NONCE_BYTES, where)
+    return host_bytes_tensor(nonce if not isinstance(nonce, torch.Tensor) else nonce.cpu(), "nonce", NONCE_BYTES, where)
 
 
 def check_message_bytes(n: int, where: str = "featperm.crypto") -> None:
     if n > MAX_MESSAGE_BYTES:
-        raise ValueError(f"{where}: message of {n} bytes exceeds RFC 8439's limit of {MAX_MESSAGE_BYTES} "
-                         "bytes (2^32-1 blocks of 64) for one (key, nonce); split it under several nonces")
+        raise ValueError(
+            f"{where}: message of {n} bytes exceeds RFC 8439's limit of {MAX_MESSAGE_BYTES} "
+            "bytes (2^32-1 blocks of 64) for one (key, nonce); split it under several nonces"
+        )
 
 
 def tag_bytes(tag: BytesLike, where: str) -> bytes:
@@ -111,8 +124,10 @@ def compute_tag(aad_t: torch.Tensor, ciphertext: torch.Tensor, otk: torch.Tensor
 
 # -- the AEAD --------------------------------------------------------------------------------
 
-def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
-                 aad: BytesLike = b"") -> Tuple[torch.Tensor, bytes]:
+
+def aead_encrypt(
+    data: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike = b""
+) -> Tuple[torch.Tensor, bytes]:
     """RFC 8439 AEAD_CHACHA20_POLY1305 encryption of a uint8 tensor.
 
     Args:
@@ -130,17 +145,20 @@ def aead_encrypt(data: torch.Tensor, key: BytesLike, nonce: BytesLike,
     where = "aead_encrypt"
     data = _checks.tensor(where, "data", data)
     if data.dtype != torch.uint8:
-        raise TypeError(f"{where}: data must be a uint8 tensor (use featperm.seal for tensors of "
-                        f"other dtypes), got {data.dtype}")
+        raise TypeError(
+            f"{where}: data must be a uint8 tensor (use featperm.seal for tensors of other dtypes), got {data.dtype}"
+        )
     check_message_bytes(data.numel(), where)
     key_t, nonce_t = key_tensor(key, data.device, where), nonce_tensor(nonce, where)
-    ciphertext, tag = torch.ops.featperm.chacha20_poly1305_encrypt(data.detach(), key_t, nonce_t,
-                                                                   host_bytes_tensor(aad, "aad", where=where))
+    ciphertext, tag = torch.ops.featperm.chacha20_poly1305_encrypt(
+        data.detach(), key_t, nonce_t, host_bytes_tensor(aad, "aad", where=where)
+    )
     return ciphertext, tag.numpy().tobytes()
 
 
-def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce: BytesLike,
-                 aad: BytesLike = b"") -> torch.Tensor:
+def aead_decrypt(
+    ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce: BytesLike, aad: BytesLike = b""
+) -> torch.Tensor:
     """RFC 8439 AEAD_CHACHA20_POLY1305 decryption; the inverse of :func:`aead_encrypt`.
 
     The tag is checked (in constant time) before any plaintext is computed; on mismatch
@@ -157,12 +175,15 @@ def aead_decrypt(ciphertext: torch.Tensor, tag: BytesLike, key: BytesLike, nonce
     aad_t = host_bytes_tensor(aad, "aad", where=where)
     computed = compute_tag(aad_t, ciphertext.detach(), one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, expected):
-        raise AuthenticationError(f"{where}: authentication failed (wrong key, nonce or associated "
-                                  "data, or the ciphertext or tag was modified)")
+        raise AuthenticationError(
+            f"{where}: authentication failed (wrong key, nonce or associated "
+            "data, or the ciphertext or tag was modified)"
+        )
     return torch.ops.featperm.chacha20_xor(ciphertext.detach(), key_t, nonce_t, 1)
 
 
 # -- registration for torch.compile / torch.export -----------------------------------------------
+
 
 @torch.library.register_fake("featperm::chacha20_xor")
 def _chacha20_xor_fake(data, key, nonce, counter):

@@ -18,13 +18,19 @@ from featperm.ops.shuffle_bits import KeyLike, shuffle_bits, unshuffle_bits
 __all__ = ["seal_shuffled", "open_shuffled"]
 
 
-def seal_shuffled(x: torch.Tensor, bit_key: KeyLike, aead_key: BytesLike, nonce: BytesLike,
-                  aad: BytesLike = b"") -> SealedBytes:
+def seal_shuffled(
+    x: torch.Tensor, bit_key: KeyLike, aead_key: BytesLike, nonce: BytesLike, aad: BytesLike = b""
+) -> SealedBytes:
     """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``; open with :func:`open_shuffled`."""
     return seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)
 
 
-def open_shuffled(sealed: BytesLike, bit_key: KeyLike, aead_key: BytesLike, aad: BytesLike = b"",
-                  device: Union[torch.device, str, None] = None) -> torch.Tensor:
+def open_shuffled(
+    sealed: BytesLike,
+    bit_key: KeyLike,
+    aead_key: BytesLike,
+    aad: BytesLike = b"",
+    device: Union[torch.device, str, None] = None,
+) -> torch.Tensor:
     """Inverse of :func:`seal_shuffled`: verify and decrypt, then undo the bit permutation."""
     return unshuffle_bits(open_sealed(sealed, aead_key, aad, device), bit_key)

@@ -61,8 +61,12 @@ def container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Tens
     except RuntimeError as exc:  # e.g. page-locking refused (memlock limit): correct, only slower
         if not pin_memory:
             raise
-        warnings.warn(f"featperm.seal: page-locked host memory unavailable ({exc}); the container "
-                      "uses ordinary memory and the device-to-host copy is slower", RuntimeWarning)
+        warnings.warn(
+            f"featperm.seal: page-locked host memory unavailable ({exc}); the container "
+            "uses ordinary memory and the device-to-host copy is slower",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         raw = torch.empty(pad + total, dtype=torch.uint8)
     return raw[pad:]
 
@@ -70,15 +74,16 @@ def container_tensor(total: int, ct_offset: int, pin_memory: bool) -> torch.Tens
 def fill_container(out: torch.Tensor, header: bytes, nonce: bytes) -> memoryview:
     """Write header and nonce into the container tensor ``out``; return a writable byte
     memoryview of all of it. The memoryview keeps ``out`` (and so its memory) alive."""
-    view = memoryview(out.numpy())  # numpy holds a reference to the tensor: no copy, no dangling view
+    view = out.numpy().data  # a memoryview: numpy holds a reference to the tensor, no copy, no dangling view
     body = len(header) + NONCE_BYTES
-    view[:len(header)] = header
-    view[len(header):body] = nonce
+    view[: len(header)] = header
+    view[len(header) : body] = nonce
     return view
 
 
-def seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_b: bytes,
-                 header: bytes, nonce_b: bytes) -> memoryview:
+def seal_to_host(
+    plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor, aad_b: bytes, header: bytes, nonce_b: bytes
+) -> memoryview:
     """Seal the flat uint8 tensor ``plain`` into a pinned container (``header`` || nonce ||
     ciphertext || tag); ``aad_b`` is the AEAD's associated data (header and caller's aad).
 
@@ -95,7 +100,7 @@ def seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor
     copy_stream = _side_stream(plain.device) if on_cuda and device_tag and options.copy_on_side_stream else stream
     ciphertext = torch.ops.featperm.chacha20_xor(plain, key_t, nonce_t, 1)  # queued on `stream`
     out = container_tensor(body + n + TAG_BYTES, body, pin_memory=on_cuda)
-    ct_host = out[body:body + n]
+    ct_host = out[body : body + n]
     if n:
         # Page-locked destination: a true asynchronous DMA, straight into the container (no
         # staging buffer, no second host copy).
@@ -124,5 +129,5 @@ def seal_to_host(plain: torch.Tensor, key_t: torch.Tensor, nonce_t: torch.Tensor
         tag = compute_tag(aad_t, ciphertext, otk)
         if copy_stream is not None:
             copy_stream.synchronize()  # the copy has completed before the container is handed out
-    view[body + n:] = tag
+    view[body + n :] = tag
     return view

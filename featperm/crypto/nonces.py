@@ -77,8 +77,7 @@ class Sealer:
     The key is never shown by ``repr``.
     """
 
-    def __init__(self, key: Optional[BytesLike] = None, *, sender_id: Optional[bytes] = None,
-                 limit: int = 2**64):
+    def __init__(self, key: Optional[BytesLike] = None, *, sender_id: Optional[bytes] = None, limit: int = 2**64):
         self._key = generate_key() if key is None else as_bytes(key, "key", "Sealer")
         if len(self._key) != KEY_BYTES:
             raise ValueError(f"Sealer: key must be exactly {KEY_BYTES} bytes, got {len(self._key)}")
@@ -99,8 +98,10 @@ class Sealer:
                         return issued
             claimed = nonce_tensor(nonce, where).numpy().tobytes()
             if claimed in self._explicit or self.nonces.was_issued(claimed):
-                raise NonceReuseError(f"{where}: this nonce was already used with this key; reusing a "
-                                      "nonce reveals the XOR of two plaintexts and allows forgeries")
+                raise NonceReuseError(
+                    f"{where}: this nonce was already used with this key; reusing a "
+                    "nonce reveals the XOR of two plaintexts and allows forgeries"
+                )
             self._explicit.add(claimed)
             return claimed
 
@@ -108,15 +109,17 @@ class Sealer:
         """:func:`~featperm.crypto.seal` under this Sealer's key and a fresh nonce."""
         return seal(tensor, self._key, self._claim(nonce, "Sealer.seal"), aad)
 
-    def encrypt(self, data: torch.Tensor, aad: BytesLike = b"", *,
-                nonce: Optional[BytesLike] = None) -> Tuple[bytes, torch.Tensor, bytes]:
+    def encrypt(
+        self, data: torch.Tensor, aad: BytesLike = b"", *, nonce: Optional[BytesLike] = None
+    ) -> Tuple[bytes, torch.Tensor, bytes]:
         """:func:`~featperm.crypto.aead_encrypt` under a fresh nonce; returns ``(nonce, ciphertext, tag)``."""
         used = self._claim(nonce, "Sealer.encrypt")
         ciphertext, tag = aead_encrypt(data, self._key, used, aad)
         return used, ciphertext, tag
 
-    def open(self, sealed: BytesLike, aad: BytesLike = b"",
-             device: Union[torch.device, str, None] = None) -> torch.Tensor:
+    def open(
+        self, sealed: BytesLike, aad: BytesLike = b"", device: Union[torch.device, str, None] = None
+    ) -> torch.Tensor:
         """:func:`~featperm.crypto.open_sealed` under this Sealer's key."""
         return open_sealed(sealed, self._key, aad, device)
 

@@ -31,12 +31,21 @@ import torch
 
 from featperm import _checks
 from featperm.crypto import host_transfer
-from featperm.crypto.aead import (NONCE_BYTES, TAG_BYTES, BytesLike, as_bytes, check_message_bytes, compute_tag,
-                                  host_bytes_tensor, key_tensor, nonce_tensor, one_time_key)
+from featperm.crypto.aead import (
+    NONCE_BYTES,
+    TAG_BYTES,
+    BytesLike,
+    as_bytes,
+    check_message_bytes,
+    compute_tag,
+    host_bytes_tensor,
+    key_tensor,
+    nonce_tensor,
+    one_time_key,
+)
 from featperm.errors import AuthenticationError, MalformedSealedError
 
-__all__ = ["seal", "open_sealed", "sealed_header", "tensor_bytes", "DTYPE_CODES", "WIRE_VERSION",
-           "SealedBytes"]
+__all__ = ["seal", "open_sealed", "sealed_header", "tensor_bytes", "DTYPE_CODES", "WIRE_VERSION", "SealedBytes"]
 
 _MAGIC = b"FPSL"
 WIRE_VERSION = 1
@@ -44,12 +53,30 @@ _MAX_NDIM = 64
 _FIXED_HEADER = struct.Struct("<4sBBBB")
 
 _DTYPE_NAMES = [  # code = index + 1; append only: codes are part of the wire format
-    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
-    "float64", "complex64", "complex128", "uint16", "uint32", "uint64", "float8_e4m3fn",
-    "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz", "complex32",
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "bfloat16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "complex32",
 ]
-DTYPE_CODES: Dict[torch.dtype, int] = {getattr(torch, n): i + 1 for i, n in enumerate(_DTYPE_NAMES)
-                                       if hasattr(torch, n)}
+DTYPE_CODES: Dict[torch.dtype, int] = {
+    getattr(torch, n): i + 1 for i, n in enumerate(_DTYPE_NAMES) if hasattr(torch, n)
+}
 _CODE_DTYPES = {code: dtype for dtype, code in DTYPE_CODES.items()}
 _SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -71,8 +98,9 @@ def sealed_header(dtype: torch.dtype, shape: Sequence[int]) -> bytes:
     try:
         code = DTYPE_CODES[dtype]
     except KeyError:
-        raise TypeError(f"seal: dtype {dtype} has no wire code; supported: "
-                        f"{sorted(str(d) for d in DTYPE_CODES)}") from None
+        raise TypeError(
+            f"seal: dtype {dtype} has no wire code; supported: {sorted(str(d) for d in DTYPE_CODES)}"
+        ) from None
     dims = tuple(_checks.integer("seal", "shape entry", s, minimum=0) for s in shape)
     if len(dims) > _MAX_NDIM:
         raise ValueError(f"seal: tensors of at most {_MAX_NDIM} dimensions, got {len(dims)}")
@@ -117,23 +145,26 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
 
     # CPU (and any other device): one fused call, then one copy of the ciphertext into the container.
     body = len(header) + NONCE_BYTES
-    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(plain, key_t, nonce_t,
-                                                                   host_bytes_tensor(aad_b, "aad"))
+    ciphertext, tag_t = torch.ops.featperm.chacha20_poly1305_encrypt(
+        plain, key_t, nonce_t, host_bytes_tensor(aad_b, "aad")
+    )
     out = bytearray(body + n + TAG_BYTES)
-    out[:len(header)] = header
-    out[len(header):body] = nonce_b
+    out[: len(header)] = header
+    out[len(header) : body] = nonce_b
     if n:
-        torch.frombuffer(out, dtype=torch.uint8)[body:body + n].copy_(ciphertext.reshape(-1))
-    out[body + n:] = tag_t.numpy().tobytes()
+        torch.frombuffer(out, dtype=torch.uint8)[body : body + n].copy_(ciphertext.reshape(-1))
+    out[body + n :] = tag_t.numpy().tobytes()
     return out
 
 
 def _parse_sealed(sealed: BytesLike) -> Tuple[memoryview, int, torch.dtype, Tuple[int, ...], int]:
     if isinstance(sealed, torch.Tensor):
         if sealed.dtype != torch.uint8 or sealed.device.type != "cpu":
-            raise TypeError(f"open_sealed: sealed must be bytes-like or a uint8 CPU tensor, got a "
-                            f"{sealed.dtype} tensor on {sealed.device}")
-        buf = memoryview(sealed.contiguous().numpy()).cast("B")
+            raise TypeError(
+                f"open_sealed: sealed must be bytes-like or a uint8 CPU tensor, got a "
+                f"{sealed.dtype} tensor on {sealed.device}"
+            )
+        buf = sealed.contiguous().numpy().data.cast("B")
     elif isinstance(sealed, (bytes, bytearray, memoryview)):
         buf = memoryview(sealed).cast("B")
     else:
@@ -142,14 +173,16 @@ def _parse_sealed(sealed: BytesLike) -> Tuple[memoryview, int, torch.dtype, Tupl
         raise MalformedSealedError(f"open_sealed: {len(buf)} bytes is too short for a sealed tensor")
     magic, version, code, ndim, reserved = _FIXED_HEADER.unpack_from(buf, 0)
     if magic != _MAGIC:
-        raise MalformedSealedError(f"open_sealed: not a featperm sealed tensor (magic {bytes(magic)!r}, "
-                                   f"expected {_MAGIC!r})")
+        raise MalformedSealedError(
+            f"open_sealed: not a featperm sealed tensor (magic {bytes(magic)!r}, expected {_MAGIC!r})"
+        )
     if version != WIRE_VERSION:
-        raise MalformedSealedError(f"open_sealed: unsupported version {version} (this featperm reads "
-                                   f"{WIRE_VERSION})")
+        raise MalformedSealedError(f"open_sealed: unsupported version {version} (this featperm reads {WIRE_VERSION})")
     if reserved != 0:
-        raise MalformedSealedError(f"open_sealed: reserved header byte is {reserved}, expected 0 "
-                                   "(the container was modified or is from a newer featperm)")
+        raise MalformedSealedError(
+            f"open_sealed: reserved header byte is {reserved}, expected 0 "
+            "(the container was modified or is from a newer featperm)"
+        )
     if code not in _CODE_DTYPES:
         raise MalformedSealedError(f"open_sealed: unknown dtype code {code}")
     if ndim > _MAX_NDIM:
@@ -165,13 +198,16 @@ def _parse_sealed(sealed: BytesLike) -> Tuple[memoryview, int, torch.dtype, Tupl
         numel *= s
     n = numel * itemsize
     if len(buf) != header_len + NONCE_BYTES + n + TAG_BYTES:
-        raise MalformedSealedError(f"open_sealed: container holds {len(buf)} bytes but its header describes "
-                                   f"{header_len + NONCE_BYTES + n + TAG_BYTES} (shape {tuple(shape)}, {dtype})")
+        raise MalformedSealedError(
+            f"open_sealed: container holds {len(buf)} bytes but its header describes "
+            f"{header_len + NONCE_BYTES + n + TAG_BYTES} (shape {tuple(shape)}, {dtype})"
+        )
     return buf, header_len, dtype, tuple(shape), n
 
 
-def open_sealed(sealed: BytesLike, key: BytesLike, aad: BytesLike = b"",
-                device: Union[torch.device, str, None] = None) -> torch.Tensor:
+def open_sealed(
+    sealed: BytesLike, key: BytesLike, aad: BytesLike = b"", device: Union[torch.device, str, None] = None
+) -> torch.Tensor:
     """Verify and decrypt a container made by :func:`seal`; returns the tensor, bit for bit.
 
     Args:
@@ -191,15 +227,17 @@ def open_sealed(sealed: BytesLike, key: BytesLike, aad: BytesLike = b"",
         warnings.simplefilter("ignore", UserWarning)
         whole = torch.frombuffer(buf, dtype=torch.uint8)
     header = buf[:header_len].tobytes()
-    nonce_t = whole[header_len:header_len + NONCE_BYTES]
-    ct_host = whole[header_len + NONCE_BYTES:header_len + NONCE_BYTES + n]
-    tag = buf[header_len + NONCE_BYTES + n:].tobytes()
+    nonce_t = whole[header_len : header_len + NONCE_BYTES]
+    ct_host = whole[header_len + NONCE_BYTES : header_len + NONCE_BYTES + n]
+    tag = buf[header_len + NONCE_BYTES + n :].tobytes()
     key_t = key_tensor(key, target, "open_sealed")
     aad_t = host_bytes_tensor(header + as_bytes(aad, "aad", "open_sealed"), "aad")
     computed = compute_tag(aad_t, ct_host, one_time_key(key_t, nonce_t))
     if not hmac.compare_digest(computed, tag):
-        raise AuthenticationError("open_sealed: authentication failed (wrong key or aad, or the sealed "
-                                  "bytes were modified); nothing was decrypted")
+        raise AuthenticationError(
+            "open_sealed: authentication failed (wrong key or aad, or the sealed "
+            "bytes were modified); nothing was decrypted"
+        )
     plain = torch.ops.featperm.chacha20_xor(ct_host.to(target), key_t, nonce_t, 1)
     if dtype.is_complex:
         real = {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, torch.float16)

@@ -20,24 +20,50 @@ reveals to that response; for confidentiality use :mod:`featperm.crypto`.
 from featperm.errors import KeyFileError
 from featperm.keys.bit_key import BIT_KEY_BITS, BitKey, derive_bit_key, integer_view_dtype, word_bits
 from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey, derive_block_key
-from featperm.keys.derivation import (MIN_SECRET_BYTES, SECRET_BYTES, VERSION_TAG, derive_bytes,
-                                      derive_permutation, generate_secret)
+from featperm.keys.derivation import (
+    MIN_SECRET_BYTES,
+    SECRET_BYTES,
+    VERSION_TAG,
+    derive_bytes,
+    derive_permutation,
+    generate_secret,
+)
 from featperm.keys.files import FORMAT_VERSION, load_key, load_secret, save_key, save_secret
 from featperm.keys.requests import MAX_REQUEST_POSITIONS, MAX_REQUEST_SAMPLES, RequestKeys
 from featperm.keys.transform_keys import FFXKey, NPKey
 
 __all__ = [
-    "SECRET_BYTES", "MIN_SECRET_BYTES", "VERSION_TAG", "BIT_KEY_BITS", "MAX_BLOCK_SIZE",
-    "FORMAT_VERSION", "MAX_REQUEST_SAMPLES", "MAX_REQUEST_POSITIONS",
+    "SECRET_BYTES",
+    "MIN_SECRET_BYTES",
+    "VERSION_TAG",
+    "BIT_KEY_BITS",
+    "MAX_BLOCK_SIZE",
+    "FORMAT_VERSION",
+    "MAX_REQUEST_SAMPLES",
+    "MAX_REQUEST_POSITIONS",
     "KeyFileError",
-    "generate_secret", "derive_permutation", "derive_bytes", "derive_bit_key", "derive_block_key",
-    "BitKey", "BlockKey", "NPKey", "FFXKey", "word_bits", "integer_view_dtype",
-    "save_key", "load_key", "save_secret", "load_secret",
+    "generate_secret",
+    "derive_permutation",
+    "derive_bytes",
+    "derive_bit_key",
+    "derive_block_key",
+    "BitKey",
+    "BlockKey",
+    "NPKey",
+    "FFXKey",
+    "word_bits",
+    "integer_view_dtype",
+    "save_key",
+    "load_key",
+    "save_secret",
+    "load_secret",
     "RequestKeys",
 ]
 
-_MOVED = {name: "featperm.attacks.known_plaintext" for name in
-          ("bit_key_candidates", "recover_bit_key", "consistent_bit_key", "words_to_recover")}
+_MOVED = {
+    name: "featperm.attacks.known_plaintext"
+    for name in ("bit_key_candidates", "recover_bit_key", "consistent_bit_key", "words_to_recover")
+}
 
 
 def __getattr__(name: str):

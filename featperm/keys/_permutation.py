@@ -59,6 +59,7 @@ class PermutationKey:
 
     def _same_permutation(self, other: "PermutationKey") -> bool:
         return self._perm.shape == other._perm.shape and secrets.compare_digest(
-            self._perm.numpy().tobytes(), other._perm.numpy().tobytes())
+            self._perm.numpy().tobytes(), other._perm.numpy().tobytes()
+        )
 
     __hash__ = None  # type: ignore[assignment]  # keys are compared, never hashed

@@ -13,10 +13,15 @@ from featperm.keys.derivation import BIT_KEY_BITS, Text, derive_permutation
 __all__ = ["BitKey", "derive_bit_key", "word_bits", "word_dtypes", "integer_view_dtype", "BIT_KEY_BITS"]
 
 _WORD_DTYPES = {
-    torch.uint8: 8, torch.int8: 8,
-    torch.float16: 16, torch.bfloat16: 16, torch.int16: 16,
-    torch.float32: 32, torch.int32: 32,
-    torch.float64: 64, torch.int64: 64,
+    torch.uint8: 8,
+    torch.int8: 8,
+    torch.float16: 16,
+    torch.bfloat16: 16,
+    torch.int16: 16,
+    torch.float32: 32,
+    torch.int32: 32,
+    torch.float64: 64,
+    torch.int64: 64,
 }
 for _name, _bits in (("uint16", 16), ("uint32", 32), ("uint64", 64)):
     if hasattr(torch, _name):
@@ -30,8 +35,8 @@ def word_bits(dtype: torch.dtype) -> int:
         return _WORD_DTYPES[dtype]
     except KeyError:
         raise TypeError(
-            f"word_bits: dtype {dtype} is not supported; expected one of "
-            f"{sorted(str(d) for d in _WORD_DTYPES)}") from None
+            f"word_bits: dtype {dtype} is not supported; expected one of {sorted(str(d) for d in _WORD_DTYPES)}"
+        ) from None
 
 
 def word_dtypes() -> Dict[torch.dtype, int]:
@@ -69,8 +74,9 @@ class BitKey(PermutationKey):
         else:
             perm = _checks.key_tensor("BitKey", "f", f).detach().to("cpu", torch.int64).contiguous().clone()
         if perm.dim() not in (1, 2) or perm.shape[-1] not in BIT_KEY_BITS:
-            raise ValueError(f"BitKey: f must have shape (n,) or (N, n) with n in {BIT_KEY_BITS}, "
-                             f"got shape {tuple(perm.shape)}")
+            raise ValueError(
+                f"BitKey: f must have shape (n,) or (N, n) with n in {BIT_KEY_BITS}, got shape {tuple(perm.shape)}"
+            )
         if perm.dim() == 2 and perm.shape[0] == 0:
             raise ValueError("BitKey: a per-sample key needs at least one row")
         check_permutation_rows(perm, "BitKey: f")
@@ -89,8 +95,9 @@ class BitKey(PermutationKey):
         return cls([random_permutation(bits) for _ in range(rows)])
 
     @classmethod
-    def derive(cls, secret: bytes, label: Text, context: Text = b"", bits: int = 32,
-               samples: Optional[int] = None) -> "BitKey":
+    def derive(
+        cls, secret: bytes, label: Text, context: Text = b"", bits: int = 32, samples: Optional[int] = None
+    ) -> "BitKey":
         """The key derived from a master secret for (label, context) with HKDF-SHA256; the
         same inputs always give the same key. ``samples=N`` derives a per-sample key of N rows
         (row r with shape (n, N, r)). See :mod:`featperm.keys.derivation`."""
@@ -99,8 +106,12 @@ class BitKey(PermutationKey):
         if samples is None:
             return cls(derive_permutation(secret, label, context, n=bits, kind="BitKey"))
         rows = _checks.integer(where, "samples", samples, minimum=1)
-        return cls([derive_permutation(secret, label, context, n=bits, kind="BitKey",
-                                       shape=(bits, rows, r)) for r in range(rows)])
+        return cls(
+            [
+                derive_permutation(secret, label, context, n=bits, kind="BitKey", shape=(bits, rows, r))
+                for r in range(rows)
+            ]
+        )
 
     @classmethod
     def from_reference_index(cls, index: Union[Sequence[int], torch.Tensor]) -> "BitKey":
@@ -113,8 +124,7 @@ class BitKey(PermutationKey):
         where = "BitKey.from_reference_index"
         idx = _checks.key_tensor(where, "index", index).to("cpu", torch.int64)
         if idx.dim() != 1 or idx.numel() not in BIT_KEY_BITS:
-            raise ValueError(f"{where}: index must be 1-D of length in {BIT_KEY_BITS}, "
-                             f"got shape {tuple(idx.shape)}")
+            raise ValueError(f"{where}: index must be 1-D of length in {BIT_KEY_BITS}, got shape {tuple(idx.shape)}")
         check_permutation_rows(idx, f"{where}: index")
         n = idx.numel()
         f = torch.empty(n, dtype=torch.int64)
@@ -159,7 +169,8 @@ class BitKey(PermutationKey):
         return (BitKey, (self._perm,))
 
 
-def derive_bit_key(secret: bytes, label: Text, context: Text = b"", bits: int = 32,
-                   samples: Optional[int] = None) -> BitKey:
+def derive_bit_key(
+    secret: bytes, label: Text, context: Text = b"", bits: int = 32, samples: Optional[int] = None
+) -> BitKey:
     """:meth:`BitKey.derive` as a function."""
     return BitKey.derive(secret, label, context, bits=bits, samples=samples)

@@ -39,8 +39,10 @@ class BlockKey(PermutationKey):
         perm = _checks.key_tensor("BlockKey", "v", v).detach()
         n = channels * block_size * block_size
         if perm.dim() != 1 or perm.numel() != n:
-            raise ValueError(f"BlockKey: v must have shape (channels*block_size**2,) = ({n},) for "
-                             f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}")
+            raise ValueError(
+                f"BlockKey: v must have shape (channels*block_size**2,) = ({n},) for "
+                f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}"
+            )
         perm = perm.to("cpu", torch.int64).contiguous().clone()
         check_permutation_rows(perm, "BlockKey: v")
         self._set_permutation(perm)
@@ -55,8 +57,7 @@ class BlockKey(PermutationKey):
         return cls(torch.tensor(perm, dtype=torch.int64), channels=channels, block_size=block_size)
 
     @classmethod
-    def derive(cls, secret: bytes, label: Text, context: Text = b"", *, channels: int,
-               block_size: int) -> "BlockKey":
+    def derive(cls, secret: bytes, label: Text, context: Text = b"", *, channels: int, block_size: int) -> "BlockKey":
         """The key derived from a master secret for (label, context): HKDF-SHA256 driving
         Fisher-Yates, domain-separated from every other kind and shape (see
         :mod:`featperm.keys.derivation`). The same inputs always give the same key."""
@@ -81,8 +82,11 @@ class BlockKey(PermutationKey):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlockKey):
             return NotImplemented
-        return (self._channels == other._channels and self._block_size == other._block_size
-                and self._same_permutation(other))
+        return (
+            self._channels == other._channels
+            and self._block_size == other._block_size
+            and self._same_permutation(other)
+        )
 
     def __repr__(self) -> str:
         return f"BlockKey(channels={self._channels}, block_size={self._block_size})"
@@ -96,7 +100,6 @@ def _rebuild_block_key(perm, channels, block_size):
     return BlockKey(perm, channels=channels, block_size=block_size)
 
 
-def derive_block_key(secret: bytes, label: Text, context: Text = b"", *, channels: int,
-                     block_size: int) -> BlockKey:
+def derive_block_key(secret: bytes, label: Text, context: Text = b"", *, channels: int, block_size: int) -> BlockKey:
     """:meth:`BlockKey.derive` as a function."""
     return BlockKey.derive(secret, label, context, channels=channels, block_size=block_size)

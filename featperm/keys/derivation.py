@@ -38,16 +38,26 @@ from typing import List, Optional, Sequence, Tuple, Union
 from featperm import _checks
 from featperm._checks import MIN_SECRET_BYTES
 
-__all__ = ["SECRET_BYTES", "MIN_SECRET_BYTES", "VERSION_TAG", "BIT_KEY_BITS", "KINDS",
-           "generate_secret", "derive_permutation", "derive_bytes", "hkdf_stream", "HkdfStream"]
+__all__ = [
+    "SECRET_BYTES",
+    "MIN_SECRET_BYTES",
+    "VERSION_TAG",
+    "BIT_KEY_BITS",
+    "KINDS",
+    "generate_secret",
+    "derive_permutation",
+    "derive_bytes",
+    "hkdf_stream",
+    "HkdfStream",
+]
 
-SECRET_BYTES = 32       # 256-bit master secrets
+SECRET_BYTES = 32  # 256-bit master secrets
 
 VERSION_TAG = b"featperm/v1"
 _HKDF_SALT = VERSION_TAG
 _HKDF_HASH = "sha256"
 _HKDF_MAX_BLOCKS = 255  # RFC 5869: L <= 255 * HashLen
-BIT_KEY_BITS = (8, 16, 32, 64)   # the word widths of ShuffleBits keys (one definition)
+BIT_KEY_BITS = (8, 16, 32, 64)  # the word widths of ShuffleBits keys (one definition)
 KINDS = ("permutation", "BitKey", "BlockKey", "NPKey", "FFXKey")
 
 Text = Union[bytes, bytearray, str]
@@ -72,8 +82,8 @@ class HkdfStream:
         self._prk = prk
         self._info_prefix = info_prefix
         self._chunk = 0
-        self._block = 0          # HKDF-Expand blocks T(1..255) produced in this chunk
-        self._previous = b""     # T(block)
+        self._block = 0  # HKDF-Expand blocks T(1..255) produced in this chunk
+        self._previous = b""  # T(block)
         self._buffer = b""
         self._pos = 0
 
@@ -89,9 +99,9 @@ class HkdfStream:
 
     def read(self, nbytes: int) -> bytes:
         while len(self._buffer) - self._pos < nbytes:
-            self._buffer = self._buffer[self._pos:] + self._next_block()
+            self._buffer = self._buffer[self._pos :] + self._next_block()
             self._pos = 0
-        out = self._buffer[self._pos:self._pos + nbytes]
+        out = self._buffer[self._pos : self._pos + nbytes]
         self._pos += nbytes
         return out
 
@@ -133,8 +143,9 @@ def _check_shape(kind: str, n: int, shape: Optional[Sequence[int]], where: str) 
         c = _checks.integer(where, "channels", shape[0], minimum=1)
         m = _checks.integer(where, "block_size", shape[1], minimum=1)
         if c * m * m != n:
-            raise ValueError(f"{where}: a BlockKey with channels={c}, block_size={m} permutes "
-                             f"{c * m * m} positions, but n={n}")
+            raise ValueError(
+                f"{where}: a BlockKey with channels={c}, block_size={m} permutes {c * m * m} positions, but n={n}"
+            )
         return (c, m)
     if kind == "BitKey" and n not in BIT_KEY_BITS:
         raise ValueError(f"{where}: kind='BitKey' needs n in {BIT_KEY_BITS}, got {n}")
@@ -149,8 +160,9 @@ def _check_shape(kind: str, n: int, shape: Optional[Sequence[int]], where: str) 
     raise ValueError(f"{where}: shape for kind={kind!r} must be {expected}, got {shape}")
 
 
-def hkdf_stream(where: str, secret: object, label: object, context: object, kind: str,
-                shape: Tuple[int, ...]) -> HkdfStream:
+def hkdf_stream(
+    where: str, secret: object, label: object, context: object, kind: str, shape: Tuple[int, ...]
+) -> HkdfStream:
     """STREAM for (secret, kind, shape, label, context), arguments checked (``where`` names the
     caller in errors)."""
     key = _checks.secret(where, secret)
@@ -162,9 +174,15 @@ def hkdf_stream(where: str, secret: object, label: object, context: object, kind
     return HkdfStream(prk, _info_prefix(kind, shape, label_b, context_b))
 
 
-def derive_permutation(secret: bytes, label: Text, context: Text = b"", *, n: int,
-                       kind: str = "permutation",
-                       shape: Optional[Sequence[int]] = None) -> List[int]:
+def derive_permutation(
+    secret: bytes,
+    label: Text,
+    context: Text = b"",
+    *,
+    n: int,
+    kind: str = "permutation",
+    shape: Optional[Sequence[int]] = None,
+) -> List[int]:
     """The permutation of ``0..n-1`` derived from ``secret`` for (kind, shape, label, context).
 
     Deterministic: the same inputs give the same permutation, on any platform; any change to
@@ -187,8 +205,9 @@ def derive_permutation(secret: bytes, label: Text, context: Text = b"", *, n: in
     return fisher_yates(n, hkdf_stream(where, secret, label, context, kind, full_shape))
 
 
-def derive_bytes(secret: bytes, label: Text, context: Text = b"", *, nbytes: int, kind: str,
-                 shape: Sequence[int]) -> bytes:
+def derive_bytes(
+    secret: bytes, label: Text, context: Text = b"", *, nbytes: int, kind: str, shape: Sequence[int]
+) -> bytes:
     """The first ``nbytes`` of STREAM for (kind, shape, label, context): the raw material of the
     keys that are not permutations (``"NPKey"``, ``"FFXKey"``)."""
     where = "derive_bytes"

@@ -32,12 +32,11 @@ from featperm.keys.bit_key import BIT_KEY_BITS, BitKey
 from featperm.keys.block_key import BlockKey
 from featperm.keys.transform_keys import FFXKey, NPKey
 
-__all__ = ["save_key", "load_key", "save_secret", "load_secret", "FORMAT_VERSION", "KIND_CODES",
-           "KeyFileError", "Key"]
+__all__ = ["save_key", "load_key", "save_secret", "load_secret", "FORMAT_VERSION", "KIND_CODES", "KeyFileError", "Key"]
 
 Key = Union[bytes, BitKey, BlockKey, NPKey, FFXKey]
 
-_MAGIC = b"\x89FPKEY\r\n"   # non-ASCII first byte and CRLF catch text-mode transfers
+_MAGIC = b"\x89FPKEY\r\n"  # non-ASCII first byte and CRLF catch text-mode transfers
 FORMAT_VERSION = 1
 _HEADER = struct.Struct(">8sHBBIII")
 _CHECKSUM_BYTES = 32
@@ -53,8 +52,9 @@ def kind_of(key: object, where: str = "save_key") -> str:
     for cls, name in _KEY_CLASSES.items():
         if isinstance(key, cls):
             return name
-    raise TypeError(f"{where}: key must be a BitKey, BlockKey, NPKey, FFXKey or a master secret "
-                    f"(bytes), got {type(key).__name__}")
+    raise TypeError(
+        f"{where}: key must be a BitKey, BlockKey, NPKey, FFXKey or a master secret (bytes), got {type(key).__name__}"
+    )
 
 
 def _encode_key(key: Key) -> bytes:
@@ -88,25 +88,26 @@ def _normalise_kind(expected_kind: object) -> Optional[str]:
             return "secret"
         expected_kind = expected_kind.__name__
     if expected_kind not in KIND_CODES:
-        raise ValueError(f"load_key: expected_kind must be None or one of {tuple(KIND_CODES)}, "
-                         f"got {expected_kind!r}")
+        raise ValueError(f"load_key: expected_kind must be None or one of {tuple(KIND_CODES)}, got {expected_kind!r}")
     return str(expected_kind)
 
 
 def _decode_key(data: bytes, source: str, expected_kind: Optional[str]) -> Key:
-    if len(data) < len(_MAGIC) or data[:len(_MAGIC)] != _MAGIC:
+    if len(data) < len(_MAGIC) or data[: len(_MAGIC)] != _MAGIC:
         raise KeyFileError(f"{source}: not a featperm key file (bad magic header)")
     if len(data) < _HEADER.size + _CHECKSUM_BYTES:
-        raise KeyFileError(f"{source}: truncated key file ({len(data)} bytes, a header and "
-                           f"checksum alone take {_HEADER.size + _CHECKSUM_BYTES})")
+        raise KeyFileError(
+            f"{source}: truncated key file ({len(data)} bytes, a header and "
+            f"checksum alone take {_HEADER.size + _CHECKSUM_BYTES})"
+        )
     _, version, kind_code, reserved, a, b, length = _HEADER.unpack_from(data)
     if version != FORMAT_VERSION:
-        raise KeyFileError(f"{source}: unsupported key file format version {version} "
-                           f"(this featperm reads version {FORMAT_VERSION})")
+        raise KeyFileError(
+            f"{source}: unsupported key file format version {version} (this featperm reads version {FORMAT_VERSION})"
+        )
     expected_size = _HEADER.size + length + _CHECKSUM_BYTES
     if len(data) < expected_size:
-        raise KeyFileError(f"{source}: truncated key file ({len(data)} bytes, its header says "
-                           f"{expected_size})")
+        raise KeyFileError(f"{source}: truncated key file ({len(data)} bytes, its header says {expected_size})")
     if len(data) > expected_size:
         raise KeyFileError(f"{source}: corrupted key file (data after the checksum)")
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
@@ -117,7 +118,7 @@ def _decode_key(data: bytes, source: str, expected_kind: Optional[str]) -> Key:
         raise KeyFileError(f"{source}: unknown key kind code {kind_code} (reserved byte {reserved})")
     if expected_kind is not None and kind != expected_kind:
         raise KeyFileError(f"{source}: holds a {kind}, expected a {expected_kind}")
-    payload = body[_HEADER.size:]
+    payload = body[_HEADER.size :]
 
     def mismatch(what: str) -> KeyFileError:
         return KeyFileError(f"{source}: {kind} header ({what}) does not match its {length}-byte payload")
@@ -127,23 +128,21 @@ def _decode_key(data: bytes, source: str, expected_kind: Optional[str]) -> Key:
             if a != length or b != 0:
                 raise mismatch(f"length {a}, {b}")
             if length < _checks.MIN_SECRET_BYTES:
-                raise KeyFileError(f"{source}: secret is {length} bytes, at least "
-                                   f"{_checks.MIN_SECRET_BYTES} needed")
+                raise KeyFileError(f"{source}: secret is {length} bytes, at least {_checks.MIN_SECRET_BYTES} needed")
             return bytes(payload)
         if kind == "BitKey":
             rows = b or 1
             if a not in BIT_KEY_BITS or length != rows * a:
                 raise mismatch(f"bits={a}, samples={b}")
             f = list(payload)
-            return BitKey(f if b == 0 else [f[r * a:(r + 1) * a] for r in range(rows)])
+            return BitKey(f if b == 0 else [f[r * a : (r + 1) * a] for r in range(rows)])
         if a < 1 or b < 1:
             raise mismatch(f"channels={a}, block_size={b}")
         n = a * b * b
         if kind == "BlockKey":
             if length != 4 * n:
                 raise mismatch(f"channels={a}, block_size={b}")
-            return BlockKey(torch.tensor(struct.unpack(f">{n}I", payload), dtype=torch.int64),
-                            channels=a, block_size=b)
+            return BlockKey(torch.tensor(struct.unpack(f">{n}I", payload), dtype=torch.int64), channels=a, block_size=b)
         if kind == "NPKey":
             if length != n:
                 raise mismatch(f"channels={a}, block_size={b}")
@@ -173,7 +172,7 @@ def save_key(path: Union[str, "os.PathLike[str]"], key: Key, *, overwrite: bool 
             os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_TRUNC
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -17,8 +17,8 @@ __all__ = ["RequestKeys", "MAX_REQUEST_SAMPLES", "MAX_REQUEST_POSITIONS"]
 # Bounds on what a key id may ask for. Key ids travel in the clear, so a forged id must not make
 # key_for run for days (4e9 BitKey rows) or exhaust memory (a BlockKey of 2^64 positions).
 # Deriving the largest allowed key takes about a second here (an HKDF read per swap).
-MAX_REQUEST_SAMPLES = 4096          # rows of a per-sample BitKey (one per sample of a batch)
-MAX_REQUEST_POSITIONS = 1 << 16     # C*M*M of a BlockKey (C=2048, M=4 is 32768)
+MAX_REQUEST_SAMPLES = 4096  # rows of a per-sample BitKey (one per sample of a batch)
+MAX_REQUEST_POSITIONS = 1 << 16  # C*M*M of a BlockKey (C=2048, M=4 is 32768)
 
 
 class RequestKeys:
@@ -49,8 +49,14 @@ class RequestKeys:
     _NONCE_BYTES = 16
     _ID = struct.Struct(">16sBII")
 
-    def __init__(self, secret: bytes, label: Text, *, max_samples: int = MAX_REQUEST_SAMPLES,
-                 max_positions: int = MAX_REQUEST_POSITIONS):
+    def __init__(
+        self,
+        secret: bytes,
+        label: Text,
+        *,
+        max_samples: int = MAX_REQUEST_SAMPLES,
+        max_positions: int = MAX_REQUEST_POSITIONS,
+    ):
         self._secret = _checks.secret("RequestKeys", secret)
         self._label = _checks.text("RequestKeys", "label", label)
         if not self._label:
@@ -62,21 +68,23 @@ class RequestKeys:
         return f"RequestKeys(label={self._label!r})"
 
     def __reduce__(self):
-        raise TypeError("RequestKeys holds a master secret and is not picklable; "
-                        "save the secret with featperm.keys.save_secret")
+        raise TypeError(
+            "RequestKeys holds a master secret and is not picklable; save the secret with featperm.keys.save_secret"
+        )
 
     def _new_id(self, kind: str, a: int, b: int) -> bytes:
         return self._ID.pack(secrets.token_bytes(self._NONCE_BYTES), KIND_CODES[kind], a, b)
 
     def _check_rows(self, where: str, rows: int) -> None:
         if rows > self.max_samples:
-            raise ValueError(f"{where}: a per-sample key of {rows} rows exceeds max_samples="
-                             f"{self.max_samples}")
+            raise ValueError(f"{where}: a per-sample key of {rows} rows exceeds max_samples={self.max_samples}")
 
     def _check_positions(self, where: str, c: int, m: int) -> None:
         if c * m * m > self.max_positions:
-            raise ValueError(f"{where}: a BlockKey of channels={c}, block_size={m} has {c * m * m} "
-                             f"positions, more than max_positions={self.max_positions}")
+            raise ValueError(
+                f"{where}: a BlockKey of channels={c}, block_size={m} has {c * m * m} "
+                f"positions, more than max_positions={self.max_positions}"
+            )
 
     def new_bit_key(self, bits: int = 32, samples: Union[int, None] = None) -> Tuple[bytes, BitKey]:
         """``(key_id, BitKey)`` for one request; ``samples=N`` for one key per sample."""
@@ -108,8 +116,9 @@ class RequestKeys:
         if not isinstance(key_id, (bytes, bytearray)):
             raise TypeError(f"{where}: key_id must be bytes or a hex str, got {type(key_id).__name__}")
         if len(key_id) != self._ID.size:
-            raise ValueError(f"{where}: key_id must be {self._ID.size} bytes "
-                             f"from new_bit_key/new_block_key, got {len(key_id)}")
+            raise ValueError(
+                f"{where}: key_id must be {self._ID.size} bytes from new_bit_key/new_block_key, got {len(key_id)}"
+            )
         key_id = bytes(key_id)
         _, kind_code, a, b = self._ID.unpack(key_id)
         if kind_code == KIND_CODES["BitKey"] and a in BIT_KEY_BITS:

@@ -36,7 +36,7 @@ class NPKey:
             tensor = mask.detach().to("cpu")
         else:
             tensor = torch.as_tensor(mask)
-        n = self.channels * self.block_size ** 2
+        n = self.channels * self.block_size**2
         if tensor.dim() != 1 or tensor.numel() != n:
             raise ValueError(f"NPKey: mask must have shape (C*M*M,) = ({n},), got {tuple(tensor.shape)}")
         if tensor.dtype != torch.bool:
@@ -52,12 +52,10 @@ class NPKey:
         """A uniformly random mask from the operating system's CSPRNG."""
         c, m = check_geometry("NPKey.generate", channels, block_size)
         n = c * m * m
-        return cls(torch.tensor([secrets.randbits(1) for _ in range(n)], dtype=torch.bool),
-                   channels=c, block_size=m)
+        return cls(torch.tensor([secrets.randbits(1) for _ in range(n)], dtype=torch.bool), channels=c, block_size=m)
 
     @classmethod
-    def derive(cls, secret: bytes, label: Text, context: Text = b"", *, channels: int,
-               block_size: int) -> "NPKey":
+    def derive(cls, secret: bytes, label: Text, context: Text = b"", *, channels: int, block_size: int) -> "NPKey":
         """The mask derived from a master secret (kind ``NPKey``, shape (C, M))."""
         c, m = check_geometry("NPKey.derive", channels, block_size)
         n = c * m * m
@@ -71,8 +69,9 @@ class NPKey:
     def __eq__(self, other):
         if not isinstance(other, NPKey):
             return NotImplemented
-        return (self.channels, self.block_size) == (other.channels, other.block_size) and \
-            hmac.compare_digest(self._mask.numpy().tobytes(), other._mask.numpy().tobytes())
+        return (self.channels, self.block_size) == (other.channels, other.block_size) and hmac.compare_digest(
+            self._mask.numpy().tobytes(), other._mask.numpy().tobytes()
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -97,12 +96,12 @@ class FFXKey:
 
     @classmethod
     def generate(cls, *, channels: int, block_size: int, rounds: int = 8) -> "FFXKey":
-        return cls(secrets.token_bytes(FFX_SECRET_BYTES), channels=channels, block_size=block_size,
-                   rounds=rounds)
+        return cls(secrets.token_bytes(FFX_SECRET_BYTES), channels=channels, block_size=block_size, rounds=rounds)
 
     @classmethod
-    def derive(cls, secret: bytes, label: Text, context: Text = b"", *, channels: int,
-               block_size: int, rounds: int = 8) -> "FFXKey":
+    def derive(
+        cls, secret: bytes, label: Text, context: Text = b"", *, channels: int, block_size: int, rounds: int = 8
+    ) -> "FFXKey":
         """The FFX secret derived from a master secret (kind ``FFXKey``, shape (C, M, rounds))."""
         c, m = check_geometry("FFXKey.derive", channels, block_size)
         r = _checks.integer("FFXKey.derive", "rounds", rounds, minimum=2)
@@ -112,8 +111,11 @@ class FFXKey:
     def __eq__(self, other):
         if not isinstance(other, FFXKey):
             return NotImplemented
-        return (self.channels, self.block_size, self.rounds) == (other.channels, other.block_size, other.rounds) \
-            and hmac.compare_digest(self._secret, other._secret)
+        return (self.channels, self.block_size, self.rounds) == (
+            other.channels,
+            other.block_size,
+            other.rounds,
+        ) and hmac.compare_digest(self._secret, other._secret)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -122,9 +124,15 @@ class FFXKey:
 
     def tables(self) -> torch.Tensor:
         """(C*M*M, 256) uint8: the Feistel permutation of 0..255 at each block position."""
-        positions = self.channels * self.block_size ** 2
-        stream = hkdf_stream("FFXKey.tables", self._secret, "FFX rounds", b"", "FFX-rounds",
-                             (self.channels, self.block_size, self.rounds))
+        positions = self.channels * self.block_size**2
+        stream = hkdf_stream(
+            "FFXKey.tables",
+            self._secret,
+            "FFX rounds",
+            b"",
+            "FFX-rounds",
+            (self.channels, self.block_size, self.rounds),
+        )
         values = torch.arange(256, dtype=torch.int64)
         rows = []
         for _ in range(positions):

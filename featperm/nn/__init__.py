@@ -19,5 +19,14 @@ from featperm.nn._keyed import KeyExportWarning, allow_key_export
 from featperm.nn.block_shuffle import BlockShuffle, protect, set_key, unprotect
 from featperm.nn.shuffle_bits import ShuffleBits
 
-__all__ = ["BlockShuffle", "ShuffleBits", "protect", "unprotect", "set_key", "allow_key_export",
-           "KeyNotLoadedError", "KeyExportError", "KeyExportWarning"]
+__all__ = [
+    "BlockShuffle",
+    "ShuffleBits",
+    "protect",
+    "unprotect",
+    "set_key",
+    "allow_key_export",
+    "KeyNotLoadedError",
+    "KeyExportError",
+    "KeyExportWarning",
+]

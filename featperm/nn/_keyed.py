@@ -61,6 +61,7 @@ def _exporting() -> bool:
 class KeyedModule(nn.Module):
     """Holds a key outside the state dict and outside pickles."""
 
+    _key: Any  # a plain attribute (set with object.__setattr__), never a parameter or buffer
     _key_type: Any = object
     # Plain attributes that hold key material: never pickled, kept by deepcopy.
     _secret_attributes: Tuple[str, ...] = ("_key",)
@@ -71,8 +72,9 @@ class KeyedModule(nn.Module):
 
     def set_key(self, key: Any) -> None:
         if key is not None and not isinstance(key, self._key_type):
-            raise TypeError(f"{type(self).__name__}.set_key: expected a {self._key_type.__name__} or "
-                            f"None, got {type(key).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}.set_key: expected a {self._key_type.__name__} or None, got {type(key).__name__}"
+            )
         # object.__setattr__: a plain attribute, never a parameter, buffer or submodule.
         object.__setattr__(self, "_key", key)
 
@@ -89,16 +91,22 @@ class KeyedModule(nn.Module):
             raise KeyNotLoadedError(
                 f"{type(self).__name__} has no key: keys are not saved with a model. Load the key "
                 "separately and set it with featperm.set_key(model, key) (or module.set_key(key)); "
-                "set_key(model, None) runs the model without the transform")
+                "set_key(model, None) runs the model without the transform"
+            )
         if self._key is not None and _exporting():
             if not getattr(_EXPORT, "allowed", False):
                 raise KeyExportError(
                     f"{type(self).__name__}: tracing or exporting this model would embed its key in "
                     "the artifact (anyone holding the file would hold the key). Wrap the call in "
                     "`with featperm.nn.allow_key_export():` if that is what you want, or export "
-                    "with set_key(model, None)")
-            warnings.warn(f"{type(self).__name__}: its key is embedded in the traced/exported "
-                          "artifact; protect that file like the key itself", KeyExportWarning, stacklevel=3)
+                    "with set_key(model, None)"
+                )
+            warnings.warn(
+                f"{type(self).__name__}: its key is embedded in the traced/exported "
+                "artifact; protect that file like the key itself",
+                KeyExportWarning,
+                stacklevel=3,
+            )
         return self._key
 
     def __getstate__(self) -> Dict[str, Any]:

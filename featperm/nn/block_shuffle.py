@@ -7,7 +7,7 @@ removes it.
 
 from __future__ import annotations
 
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import torch
 from torch import nn
@@ -28,6 +28,8 @@ class BlockShuffle(KeyedModule):
     """
 
     _key_type = BlockKey
+    _hook_handle: Any  # set by protect(): the handle of the forward hook that calls this module
+    _protected_at: str
 
     def __init__(self, key: Optional[BlockKey]):
         super().__init__(key)
@@ -77,8 +79,10 @@ def _output_channels(module: nn.Module) -> Optional[int]:
 def _check_channels(where: str, target: nn.Module, at: str, key: BlockKey) -> None:
     channels = _output_channels(target)
     if channels is not None and channels != key.channels:
-        raise ValueError(f"{where}: submodule {at!r} outputs {channels} channels (its last "
-                         f"convolution or batch norm) but the key is for channels={key.channels}")
+        raise ValueError(
+            f"{where}: submodule {at!r} outputs {channels} channels (its last "
+            f"convolution or batch norm) but the key is for channels={key.channels}"
+        )
 
 
 def protect(model: nn.Module, at: str = "layer1", key: Optional[BlockKey] = None) -> nn.Module:
@@ -94,8 +98,9 @@ def protect(model: nn.Module, at: str = "layer1", key: Optional[BlockKey] = None
     convolution or batch norm states it) is refused here, not in forward.
     """
     if key is None:
-        raise TypeError("protect: key is required (a featperm.BlockKey; BlockKey.generate(channels=..., "
-                        "block_size=...) makes one)")
+        raise TypeError(
+            "protect: key is required (a featperm.BlockKey; BlockKey.generate(channels=..., block_size=...) makes one)"
+        )
     if not isinstance(key, BlockKey):
         raise TypeError(f"protect: key must be a featperm.BlockKey, got {type(key).__name__}")
     if not isinstance(at, str):
@@ -106,8 +111,10 @@ def protect(model: nn.Module, at: str = "layer1", key: Optional[BlockKey] = None
         target = model.get_submodule(at)
     except AttributeError:
         names = [name for name, _ in model.named_children()]
-        raise ValueError(f"protect: model has no submodule {at!r}; its top-level submodules are "
-                         f"{names} (use a dotted name for nested ones)") from None
+        raise ValueError(
+            f"protect: model has no submodule {at!r}; its top-level submodules are "
+            f"{names} (use a dotted name for nested ones)"
+        ) from None
     name = _child_name(at)
     if hasattr(model, name):
         raise ValueError(f"protect: model is already protected at {at!r}; use set_key to change the key")

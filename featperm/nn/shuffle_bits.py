@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -30,9 +30,11 @@ class ShuffleBits(KeyedModule):
 
     _key_type = BitKey
     _secret_attributes = ("_key", "_sealer")
+    _sealer: Any
 
-    def __init__(self, key: Optional[BitKey], as_integer: bool = False, sealer: Optional[Sealer] = None,
-                 aad: bytes = b""):
+    def __init__(
+        self, key: Optional[BitKey], as_integer: bool = False, sealer: Optional[Sealer] = None, aad: bytes = b""
+    ):
         super().__init__(key)
         self.as_integer = bool(as_integer)
         self.aad = bytes(aad)
@@ -40,16 +42,19 @@ class ShuffleBits(KeyedModule):
 
     def set_sealer(self, sealer: Optional[Sealer]) -> None:
         if sealer is not None and not isinstance(sealer, Sealer):
-            raise TypeError(f"ShuffleBits.set_sealer: expected a featperm.crypto.Sealer or None, "
-                            f"got {type(sealer).__name__}")
+            raise TypeError(
+                f"ShuffleBits.set_sealer: expected a featperm.crypto.Sealer or None, got {type(sealer).__name__}"
+            )
         object.__setattr__(self, "_sealer", sealer)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, SealedBytes]:
         key = self._require_key()
         y = x if key is None else shuffle_bits(x, key, as_integer=self.as_integer)
         if self._sealer is KEY_NOT_LOADED:
-            raise KeyNotLoadedError("ShuffleBits has no sealer: sealers (and their keys) are not saved "
-                                    "with a model. Set it again with module.set_sealer(sealer)")
+            raise KeyNotLoadedError(
+                "ShuffleBits has no sealer: sealers (and their keys) are not saved "
+                "with a model. Set it again with module.set_sealer(sealer)"
+            )
         return y if self._sealer is None else self._sealer.seal(y, aad=self.aad)
 
     def extra_repr(self) -> str:

@@ -12,14 +12,33 @@ The ChaCha20-Poly1305 ops are wrapped by :mod:`featperm.crypto`.
 """
 
 from featperm.ops._library import has_cuda_kernels
-from featperm.ops.block_shuffle import (block_shuffle, block_shuffle_, block_unshuffle, block_unshuffle_,
-                                        from_blocks, to_blocks)
-from featperm.ops.cpu import (CPU_KERNELS, VECTOR_VARIANTS, cpu_isa, cpu_kernel_variants, cpu_kernels,
-                              use_cpu_kernels)
+from featperm.ops.block_shuffle import (
+    block_shuffle,
+    block_shuffle_,
+    block_unshuffle,
+    block_unshuffle_,
+    from_blocks,
+    to_blocks,
+)
+from featperm.ops.cpu import CPU_KERNELS, VECTOR_VARIANTS, cpu_isa, cpu_kernel_variants, cpu_kernels, use_cpu_kernels
 from featperm.ops.shuffle_bits import shuffle_bits, shuffle_bits_, unshuffle_bits, unshuffle_bits_
 
 __all__ = [
-    "shuffle_bits", "unshuffle_bits", "shuffle_bits_", "unshuffle_bits_",
-    "block_shuffle", "block_unshuffle", "block_shuffle_", "block_unshuffle_", "to_blocks", "from_blocks",
-    "has_cuda_kernels", "CPU_KERNELS", "VECTOR_VARIANTS", "cpu_kernels", "cpu_kernel_variants", "use_cpu_kernels", "cpu_isa",
+    "shuffle_bits",
+    "unshuffle_bits",
+    "shuffle_bits_",
+    "unshuffle_bits_",
+    "block_shuffle",
+    "block_unshuffle",
+    "block_shuffle_",
+    "block_unshuffle_",
+    "to_blocks",
+    "from_blocks",
+    "has_cuda_kernels",
+    "CPU_KERNELS",
+    "VECTOR_VARIANTS",
+    "cpu_kernels",
+    "cpu_kernel_variants",
+    "use_cpu_kernels",
+    "cpu_isa",
 ]

@@ -19,8 +19,7 @@ def require_library() -> None:
         return
     message = str(_ERROR)
     if "undefined symbol" in message or "version" in message:
-        hint = ("it was built against a different torch than the one installed "
-                f"({torch.__version__}); rebuild it")
+        hint = f"it was built against a different torch than the one installed ({torch.__version__}); rebuild it"
     else:
         hint = "it has not been built"
     raise LibraryNotBuiltError(

@@ -47,23 +47,27 @@ def _block_size(op: str, block_size: object) -> int:
     return _checks.integer(op, "block_size", block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
 
 
-def _key_and_block_size(op: str, x: object, key: BlockKeyLike,
-                        block_size: Optional[int]) -> Tuple[torch.Tensor, int]:
+def _key_and_block_size(op: str, x: object, key: BlockKeyLike, block_size: Optional[int]) -> Tuple[torch.Tensor, int]:
     x = _checks.tensor(op, "x", x)
     if isinstance(key, BlockKey):
         if block_size is not None and _block_size(op, block_size) != key.block_size:
-            raise ValueError(f"{op}: block_size={block_size} disagrees with the key's block_size "
-                             f"{key.block_size}")
+            raise ValueError(f"{op}: block_size={block_size} disagrees with the key's block_size {key.block_size}")
         if x.dim() == 4 and x.shape[1] != key.channels:
-            raise ValueError(f"{op}: x has {x.shape[1]} channels (x.shape {tuple(x.shape)}) but the "
-                             f"key is for channels={key.channels}")
+            raise ValueError(
+                f"{op}: x has {x.shape[1]} channels (x.shape {tuple(x.shape)}) but the "
+                f"key is for channels={key.channels}"
+            )
         return key.tensor(x.device), key.block_size
     if block_size is None:
         raise TypeError(f"{op}: block_size is required when key is not a BlockKey")
     m = _block_size(op, block_size)
     key_t = _checks.key_tensor(op, "key", key, x.device)
-    if key_t.device.type != "cpu" and key_t.device == x.device and not torch.compiler.is_compiling() \
-            and key_t.dim() == 1:
+    if (
+        key_t.device.type != "cpu"
+        and key_t.device == x.device
+        and not torch.compiler.is_compiling()
+        and key_t.dim() == 1
+    ):
         # The C++ op checks host keys itself; a device key is checked here (one sync).
         _checks.permutation_rows(f"{op}: key", key_t)
     return key_t, m
@@ -113,15 +117,18 @@ def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[in
 
 # -- blocks as vectors (for elementwise block transforms such as featperm.transforms) -----------
 
+
 def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order."""
     n, c, h, w = x.shape
     m = _block_size("to_blocks", block_size)
     if h % m or w % m:
         raise ValueError(f"to_blocks: block_size {m} must divide H={h} and W={w}")
-    return (x.reshape(n, c, h // m, m, w // m, m)
-            .permute(0, 2, 4, 3, 5, 1)  # n, block row, block column, r, c, ch
-            .reshape(n, h // m, w // m, m * m * c))
+    return (
+        x.reshape(n, c, h // m, m, w // m, m)
+        .permute(0, 2, 4, 3, 5, 1)  # n, block row, block column, r, c, ch
+        .reshape(n, h // m, w // m, m * m * c)
+    )
 
 
 def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.Tensor:
@@ -129,28 +136,38 @@ def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.T
     n, hb, wb, _ = blocks.shape
     m = _block_size("from_blocks", block_size)
     c = _checks.integer("from_blocks", "channels", channels, minimum=1)
-    return (blocks.reshape(n, hb, wb, m, m, c)
-            .permute(0, 5, 1, 3, 2, 4)  # n, ch, block row, r, block column, c
-            .reshape(n, c, hb * m, wb * m))
+    return (
+        blocks.reshape(n, hb, wb, m, m, c)
+        .permute(0, 5, 1, 3, 2, 4)  # n, ch, block row, r, block column, c
+        .reshape(n, c, hb * m, wb * m)
+    )
 
 
 # -- registration for torch.compile / torch.export and autograd ---------------------------------
 
+
 def _check_shapes_fake(op: str, x: torch.Tensor, key: torch.Tensor, block_size: int) -> None:
     # The shape checks of the C++ op, so that tracing fails as eagerly running would.
     torch._check(x.dim() == 4, lambda: f"{op}: x must have shape (N, C, H, W), got {x.dim()} dimensions")
-    torch._check(1 <= block_size <= MAX_BLOCK_SIZE,
-                 lambda: f"{op}: block_size must be in [1, {MAX_BLOCK_SIZE}], got {block_size}")
-    torch._check(x.shape[2] % block_size == 0 and x.shape[3] % block_size == 0,
-                 lambda: f"{op}: block_size {block_size} must divide the height and width of x")
-    torch._check(key.dim() == 1 and key.shape[0] == x.shape[1] * block_size * block_size,
-                 lambda: f"{op}: key must have shape (C*M*M,)")
+    torch._check(
+        1 <= block_size <= MAX_BLOCK_SIZE,
+        lambda: f"{op}: block_size must be in [1, {MAX_BLOCK_SIZE}], got {block_size}",
+    )
+    torch._check(
+        x.shape[2] % block_size == 0 and x.shape[3] % block_size == 0,
+        lambda: f"{op}: block_size {block_size} must divide the height and width of x",
+    )
+    torch._check(
+        key.dim() == 1 and key.shape[0] == x.shape[1] * block_size * block_size,
+        lambda: f"{op}: key must have shape (C*M*M,)",
+    )
 
 
 def _fake_out_of_place(op):
     def fake(x: torch.Tensor, key: torch.Tensor, block_size: int) -> torch.Tensor:
         _check_shapes_fake(op, x, key, block_size)
         return torch.empty_like(x)  # the real kernel's at::empty_like(x): same strides
+
     return fake
 
 
@@ -158,6 +175,7 @@ def _fake_in_place(op):
     def fake(x: torch.Tensor, key: torch.Tensor, block_size: int) -> None:
         _check_shapes_fake(op, x, key, block_size)
         return None
+
     return fake
 
 
@@ -177,10 +195,13 @@ def _backward_through(other_op: str):
     # The op is linear with a permutation matrix P; its gradient is P^T = the other direction.
     def backward(ctx, grad):
         return getattr(torch.ops.featperm, other_op)(grad, ctx.key, ctx.block_size), None, None
+
     return backward
 
 
-torch.library.register_autograd("featperm::block_shuffle", _backward_through("block_unshuffle"),
-                                setup_context=_setup_context)
-torch.library.register_autograd("featperm::block_unshuffle", _backward_through("block_shuffle"),
-                                setup_context=_setup_context)
+torch.library.register_autograd(
+    "featperm::block_shuffle", _backward_through("block_unshuffle"), setup_context=_setup_context
+)
+torch.library.register_autograd(
+    "featperm::block_unshuffle", _backward_through("block_shuffle"), setup_context=_setup_context
+)

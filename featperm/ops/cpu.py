@@ -30,8 +30,12 @@ from featperm.ops import _library  # noqa: F401  (loads the compiled ops)
 __all__ = ["CPU_KERNELS", "VECTOR_VARIANTS", "cpu_kernels", "cpu_kernel_variants", "use_cpu_kernels", "cpu_isa"]
 
 # Each kernel's vector variant, whether or not this processor runs it (the table above).
-VECTOR_VARIANTS = {"shuffle_bits": "avx512_vbmi_gfni", "block_shuffle": "avx512_vbmi",
-                   "chacha20": "avx512f", "poly1305": "avx512_ifma"}
+VECTOR_VARIANTS = {
+    "shuffle_bits": "avx512_vbmi_gfni",
+    "block_shuffle": "avx512_vbmi",
+    "chacha20": "avx512f",
+    "poly1305": "avx512_ifma",
+}
 CPU_KERNELS = tuple(VECTOR_VARIANTS)
 
 
@@ -66,14 +70,14 @@ def use_cpu_kernels(default: Optional[str] = None, **variants: str) -> Iterator[
         raise TypeError(f"use_cpu_kernels: default must be a str, got {type(default).__name__}")
     wanted = {kernel: variants.get(kernel, default) for kernel in CPU_KERNELS}
     available = cpu_kernel_variants()
-    for kernel, variant in wanted.items():
-        if variant not in (None, "best") and variant not in available[kernel]:
-            _select(kernel, variant)  # an invalid request: raises the C++ ValueError naming it
+    for kernel, request in wanted.items():
+        if request is not None and request != "best" and request not in available[kernel]:
+            _select(kernel, request)  # an invalid request: raises the C++ ValueError naming it
     before = cpu_kernels()
     try:
-        for kernel, variant in wanted.items():
-            if variant is not None:
-                _select(kernel, variant)
+        for kernel, request in wanted.items():
+            if request is not None:
+                _select(kernel, request)
         yield cpu_kernels()
     finally:
         for kernel, variant in before.items():
@@ -85,12 +89,18 @@ def cpu_isa(request: int = -1) -> int:
 
     -1 queries (1 when every kernel runs its vector variant, else 0); 0 selects every portable
     variant; 1 every vector variant (ValueError where the processor lacks one)."""
-    warnings.warn("featperm.cpu_isa is deprecated; use featperm.ops.use_cpu_kernels "
-                  "(a context manager) and featperm.ops.cpu_kernels()", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "featperm.cpu_isa is deprecated; use featperm.ops.use_cpu_kernels "
+        "(a context manager) and featperm.ops.cpu_kernels()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     request = _checks.integer("cpu_isa", "request", request, minimum=-1, maximum=1)
     if request == 1 and any(len(v) == 1 for v in cpu_kernel_variants().values()):
-        raise ValueError("cpu_isa: request=1 is not supported by this processor (a kernel has no "
-                         "vector variant here); see featperm.ops.cpu_kernel_variants()")
+        raise ValueError(
+            "cpu_isa: request=1 is not supported by this processor (a kernel has no "
+            "vector variant here); see featperm.ops.cpu_kernel_variants()"
+        )
     if request >= 0:
         for kernel in CPU_KERNELS:
             _select(kernel, "portable" if request == 0 else "best")

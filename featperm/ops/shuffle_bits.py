@@ -45,8 +45,10 @@ def _key_tensor(op: str, x: object, key: KeyLike) -> torch.Tensor:
         # Width first (a 31-entry key for float32 is the wrong width, not a bad permutation).
         bits = _WORD_BITS.get(x.dtype)  # None: the op raises TypeError naming x's dtype
         if bits is not None and key_t.shape[-1] != bits:
-            raise ValueError(f"{op}: key has {key_t.shape[-1]} positions but x has {bits}-bit words "
-                             f"(dtype {x.dtype}); expected a {bits}-bit key")
+            raise ValueError(
+                f"{op}: key has {key_t.shape[-1]} positions but x has {bits}-bit words "
+                f"(dtype {x.dtype}); expected a {bits}-bit key"
+            )
         if key_t.device == x.device:
             # The C++ op checks only host keys (a device key would need a host sync there):
             # check every key here, with one sync for a device key. Pass a BitKey to skip it.
@@ -88,8 +90,10 @@ def unshuffle_bits(y: torch.Tensor, key: KeyLike, *, dtype: Optional[torch.dtype
         if not isinstance(dtype, torch.dtype):
             raise TypeError(f"unshuffle_bits: dtype must be a torch.dtype, got {type(dtype).__name__}")
         if word_bits(dtype) != word_bits(y.dtype):
-            raise ValueError(f"unshuffle_bits: dtype {dtype} has {word_bits(dtype)}-bit words but y "
-                             f"({y.dtype}) has {word_bits(y.dtype)}-bit words")
+            raise ValueError(
+                f"unshuffle_bits: dtype {dtype} has {word_bits(dtype)}-bit words but y "
+                f"({y.dtype}) has {word_bits(y.dtype)}-bit words"
+            )
         y = y.view(dtype)
     return _unshuffle_bits_op(y, key_t)
 
@@ -108,6 +112,7 @@ def unshuffle_bits_(y: torch.Tensor, key: KeyLike) -> torch.Tensor:
 
 
 # -- registration for torch.compile / torch.export ----------------------------------------------
+
 
 def _is_non_overlapping_and_dense(x: torch.Tensor) -> bool:
     # Same rule as c10's TensorImpl::is_non_overlapping_and_dense (not public in Python).

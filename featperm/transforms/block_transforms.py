@@ -104,8 +104,10 @@ class NegativePositive:
         elif batch.dtype != torch.bool and not batch.is_complex():
             top = 255
             if batch.dtype != torch.uint8 and bool(((batch < 0) | (batch > 255)).any()):
-                raise ValueError(f"NegativePositive: an integer image must hold 8-bit pixel values "
-                                 f"0..255, got values in [{int(batch.min())}, {int(batch.max())}]")
+                raise ValueError(
+                    f"NegativePositive: an integer image must hold 8-bit pixel values "
+                    f"0..255, got values in [{int(batch.min())}, {int(batch.max())}]"
+                )
         else:
             raise TypeError(f"NegativePositive: expected an integer or float image, got dtype {batch.dtype}")
         m = self.key.block_size
@@ -133,7 +135,7 @@ class FFX:
         if not isinstance(key, FFXKey):
             raise TypeError(f"FFX: key must be an FFXKey, got {type(key).__name__}")
         self.key = key
-        self._forward_table = key.tables()                                    # (P, 256)
+        self._forward_table = key.tables()  # (P, 256)
         self._inverse_table = torch.argsort(self._forward_table.to(torch.int64), dim=1).to(torch.uint8)
 
     @classmethod
@@ -151,7 +153,7 @@ class FFX:
             values = torch.round(batch.clamp(0, 1) * 255).to(torch.uint8)
         else:
             raise TypeError(f"FFX: expected a uint8 or float image, got dtype {batch.dtype}")
-        blocks = to_blocks(values, self.key.block_size).to(torch.int64)         # (N, HB, WB, P)
+        blocks = to_blocks(values, self.key.block_size).to(torch.int64)  # (N, HB, WB, P)
         positions = table.shape[0]
         flat_index = torch.arange(positions, device=batch.device) * 256 + blocks
         out = table.to(batch.device).reshape(-1)[flat_index]
