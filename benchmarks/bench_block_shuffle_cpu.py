@@ -23,26 +23,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import sys
 
 import torch
-
-import featperm
-
 from bench_block_shuffle_gpu import BLOCK_SIZES, SHAPES, check_against_reference, peer, print_worst
 from timing import ratios_round_robin_cpu
 
-
-def processor_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+import featperm
+from featperm.bench import cpu_model
 
 
 def main(argv=None) -> int:
@@ -55,9 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="write the results as JSON to this path")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    isa = {0: "portable loops", 1: "AVX-512 VBMI"}[featperm.cpu_isa()]
-    print(f"featperm block shuffle CPU benchmark: {processor_name()}, {args.threads} thread(s), "
-          f"torch {torch.__version__}, kernel variant: {isa}; median over {args.reps} repetitions "
+    variant = featperm.ops.cpu_kernels()["block_shuffle"]  # "avx512_vbmi" or "portable"
+    print(f"featperm block shuffle CPU benchmark: {cpu_model()}, {args.threads} thread(s), "
+          f"torch {torch.__version__}, kernel variant: {variant}; median over {args.reps} repetitions "
           f"of the per-repetition ratio to clone()")
     compiled_peer = None if args.no_compile else torch.compile(peer, fullgraph=True, dynamic=False)
     if compiled_peer is not None:
@@ -92,12 +80,12 @@ def main(argv=None) -> int:
                     row = {"shape": list(shape), "block_size": m, "format": fmt, "case": name,
                            "ms": seconds * 1e3, "percent_of_clone": 100 * ratio}
                     results.append(row)
-                    print(f"{str(shape):>18} {m:>2} {fmt:>13} {name:>22} {row['ms']:9.3f} {row['percent_of_clone']:7.0f}%")
+                    print(f"{shape!s:>18} {m:>2} {fmt:>13} {name:>22} {row['ms']:9.3f} {row['percent_of_clone']:7.0f}%")
     print_worst(results, 50)
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"processor": processor_name(), "threads": args.threads, "torch": torch.__version__,
-                       "kernel_variant": isa, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            json.dump({"processor": cpu_model(), "threads": args.threads, "torch": torch.__version__,
+                       "kernel_variant": variant, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                        "reps": args.reps, "results": results}, f, indent=1)
         print(f"wrote {args.out}")
     return 0

@@ -114,7 +114,8 @@ def main():
             if dtype != torch.float32 and nbytes > (64 << 20):
                 continue  # the 1 GiB case is timed for float32, the paper's dtype
             results.extend(bench_size(nbytes, dtype, reps))
-    print(f"\nShuffleBits on {device}, torch {torch.__version__}, {datetime.date.today()}")
+    print(f"\nShuffleBits on {device}, torch {torch.__version__}, "
+          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     print(f"{'dtype':>14} {'size':>10} {'variant':>44} {'median':>12} {'GB/s':>8} {'clone/t':>8}")
     for r in results:
         size = f"{r['size_bytes'] / (1 << 20):g} MiB"
@@ -122,8 +123,10 @@ def main():
               f"{r['GBps']:>8.0f} {r['vs_clone']:>8.2f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"device": device, "torch": torch.__version__, "date": str(datetime.date.today()),
+            json.dump({"device": device, "torch": torch.__version__,
+                       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                        "results": results}, f, indent=1)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -85,38 +85,31 @@ def _applies(entry, mistake):
     return True
 
 
+def _expect_same_exception(entry, mistake, call, make_x, make_key, device, error, match):
+    if not _applies(entry, mistake):
+        pytest.skip("the out-of-place op accepts this")
+    if mistake == "not a permutation" and entry.startswith("torch.ops") and device != "cpu":
+        pytest.skip("the raw op checks host keys only; the Python functions check device keys")
+    x, key = make_x(device), make_key(device).to(device)
+    with pytest.raises(error, match=match) as raised:
+        call(x, key)
+    assert type(raised.value) is error
+    assert _op_name(entry) in str(raised.value)
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("mistake,make_x,make_key,error,match", BIT_MISTAKES, ids=[m[0] for m in BIT_MISTAKES])
 @pytest.mark.parametrize("entry", list(SHUFFLE_BITS_ENTRIES))
 def test_shuffle_bits_same_mistake_same_exception(entry, mistake, make_x, make_key, error, match, device):
-    if not _applies(entry, mistake):
-        pytest.skip("the out-of-place op accepts this")
-    x, key = make_x(device), make_key(device)
-    if mistake == "not a permutation" and entry.startswith("torch.ops") and device != "cpu":
-        pytest.skip("the raw op checks host keys only; the Python functions check device keys")
-    if mistake == "not a permutation":
-        key = key.to(device)
-    with pytest.raises(error, match=match) as raised:
-        SHUFFLE_BITS_ENTRIES[entry](x, key)
-    assert type(raised.value) is error
-    assert _op_name(entry) in str(raised.value)
+    _expect_same_exception(entry, mistake, SHUFFLE_BITS_ENTRIES[entry], make_x, make_key, device, error, match)
 
 
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("mistake,make_x,make_key,m,error,match", BLOCK_MISTAKES, ids=[m[0] for m in BLOCK_MISTAKES])
 @pytest.mark.parametrize("entry", list(BLOCK_ENTRIES))
 def test_block_shuffle_same_mistake_same_exception(entry, mistake, make_x, make_key, m, error, match, device):
-    if not _applies(entry, mistake):
-        pytest.skip("the out-of-place op accepts this")
-    x, key = make_x(device), make_key(device)
-    if mistake == "not a permutation" and entry.startswith("torch.ops") and device != "cpu":
-        pytest.skip("the raw op checks host keys only; the Python functions check device keys")
-    if mistake == "not a permutation":
-        key = key.to(device)
-    with pytest.raises(error, match=match) as raised:
-        BLOCK_ENTRIES[entry](x, key, m)
-    assert type(raised.value) is error
-    assert _op_name(entry) in str(raised.value)
+    call = lambda x, key: BLOCK_ENTRIES[entry](x, key, m)  # noqa: E731
+    _expect_same_exception(entry, mistake, call, make_x, make_key, device, error, match)
 
 
 @pytest.mark.parametrize("entry", list(SHUFFLE_BITS_ENTRIES) + list(BLOCK_ENTRIES))
