@@ -101,7 +101,10 @@ def key_tensor(where: str, name: str, value: KeyInput, device: Union[torch.devic
             raise TypeError(f"{where}: {name} must be a sequence or tensor of integers, got {type(value).__name__}")
         if not hasattr(value, "dtype"):  # numpy arrays are checked by their dtype below
             _check_integer_elements(where, name, value)
-        t = torch.as_tensor(value)
+            # every element is an integer (an empty sequence too, which torch would make float)
+            t = torch.as_tensor(value, dtype=torch.int64)
+        else:
+            t = torch.as_tensor(value)
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(
             f"{where}: {name} must be an integer tensor or a sequence of integer positions, got dtype {t.dtype}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import os
 import platform
 import re
@@ -35,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-from featperm.ops import has_cuda_kernels
 
 __all__ = ["BENCHMARKS", "Benchmark", "add_arguments", "benchmarks_dir", "cpu_model", "device_tag", "run"]
 
@@ -138,7 +137,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _cuda_device() -> str | None:
     """The GPU's name where CUDA and featperm's CUDA kernels are present, else None."""
-    if torch.cuda.is_available() and has_cuda_kernels():
+    # The ops are loaded only here (importlib: this module is imported by the featperm command,
+    # which must work for key files where the compiled library is not built).
+    if torch.cuda.is_available() and importlib.import_module("featperm.ops").has_cuda_kernels():
         return str(torch.cuda.get_device_name())
     return None
 

@@ -1,13 +1,15 @@
 """The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``.
 
 Every command has ``--help``. A bad argument or a bad file gets one line on stderr and exit status
-2, never a traceback. Key material is written only into key files (mode 0o600) and never
-printed.
+2, never a traceback (``FEATPERM_TRACEBACK=1`` shows it, for debugging featperm). ``keys`` works
+where the compiled library is not built; ``info``, ``demo`` and ``bench`` load it. Key material is
+written only into key files (mode 0o600) and never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -17,7 +19,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from featperm import bench, demo
+from featperm import bench
 from featperm._version import __version__
 from featperm.bench import cpu_model
 from featperm.errors import FeatpermError
@@ -32,7 +34,6 @@ from featperm.keys import (
     save_key,
 )
 from featperm.keys.files import Key, kind_of
-from featperm.ops import cpu_kernel_variants, cpu_kernels, has_cuda_kernels
 
 __all__ = ["main", "build_parser"]
 
@@ -62,19 +63,26 @@ def _build_config() -> Dict[str, Any]:
         return {"note": "no build record (featperm/_build.json): built before it was written"}
 
 
+def _ops() -> Any:
+    # The compiled ops load only for the commands that use them: `featperm keys` works where the
+    # extension is not built (then `info` and `demo` fail with one line naming the fix).
+    return importlib.import_module("featperm.ops")
+
+
 def info_lines() -> List[str]:
+    ops = _ops()
     lines = [
         f"featperm {__version__}",
         f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda})",
         f"build: {json.dumps(_build_config(), sort_keys=True)}",
-        f"CUDA kernels built: {has_cuda_kernels()}",
+        f"CUDA kernels built: {ops.has_cuda_kernels()}",
     ]
     gpus = (
         [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     )
     lines.append(f"visible GPUs: {', '.join(gpus) if gpus else 'none'}")
     lines.append(f"CPU: {cpu_model()}")
-    available, active = cpu_kernel_variants(), cpu_kernels()
+    available, active = ops.cpu_kernel_variants(), ops.cpu_kernels()
     for kernel, variants in available.items():
         lines.append(f"  {kernel:<14} runs {active[kernel]:<17} (this CPU supports: {', '.join(variants)})")
     return lines
@@ -207,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(run=_keys_show)
 
     demo_parser = commands.add_parser("demo", help="the main job: encrypt and decrypt features of real digit images")
-    demo_parser.set_defaults(run=lambda args: demo.main())
+    demo_parser.set_defaults(run=lambda args: importlib.import_module("featperm.demo").main())
 
     bench_parser = commands.add_parser("bench", help="run the benchmark suite for this device, write results")
     bench.add_arguments(bench_parser)
@@ -222,6 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return run(args)
     except (UsageError, FeatpermError, ValueError, TypeError, OSError, ImportError) as err:
+        if os.environ.get("FEATPERM_TRACEBACK") == "1":
+            raise  # for debugging featperm itself: the whole traceback
         # One line, no traceback: the error names what was wrong.
         message = str(err) if not isinstance(err, OSError) or not err.filename else f"{err.strerror}: {err.filename}"
         print(f"featperm: error: {message}", file=sys.stderr)

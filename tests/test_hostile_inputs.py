@@ -347,3 +347,79 @@ def test_unprotect_removes_the_hook_through_its_handle():
     assert len(model.layer1._forward_hooks) == 2
     featperm.unprotect(model)
     assert list(model.layer1._forward_hooks) == [unrelated.id]
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+def test_overlap_check_is_exact_and_cheap():
+    import torch as t
+    storage = t.zeros(64)
+    # interleaved strides whose offsets never collide: accepted, and exact
+    view = storage.as_strided((3, 2), (2, 5))
+    expected = featperm.shuffle_bits(view, torch.arange(32))
+    featperm.shuffle_bits_(view, torch.arange(32).flip(0))
+    featperm.shuffle_bits_(view, torch.arange(32).flip(0))
+    assert torch.equal(view, expected)
+    # interleaved strides that do collide (offset 6 twice), found by the bitset
+    with pytest.raises(ValueError, match="share memory"):
+        featperm.shuffle_bits_(storage.as_strided((4, 3), (2, 3)), torch.arange(32))
+    # a large overlapping unfold is refused at once, without listing its 64 million offsets
+    big = torch.zeros(1 << 20).unfold(0, 64, 1)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="share memory"):
+        featperm.shuffle_bits_(big, torch.arange(32))
+    assert time.perf_counter() - start < 1.0
+
+
+def test_old_pickles_and_module_paths_still_load():
+    import pickle
+    key = featperm.BitKey.generate(32)
+    block_key = featperm.BlockKey.generate(channels=3, block_size=2)
+    # Protocol 0 names classes as text lines: rewrite them to the module paths of featperm < 0.1.
+    old_bit = pickle.dumps(key, protocol=0).replace(b"featperm.keys.bit_key\n", b"featperm.bits\n")
+    old_block = pickle.dumps(block_key, protocol=0).replace(b"featperm.keys.block_key\n", b"featperm.block\n")
+    assert b"featperm.bits\n" in old_bit and b"featperm.block\n" in old_block
+    assert pickle.loads(old_bit) == key and pickle.loads(old_block) == block_key
+    from featperm.block import to_blocks  # noqa: F401
+    from featperm.nn import _ApplyAfter  # noqa: F401
+
+
+def test_moved_attack_names_still_work_from_keys_with_a_warning():
+    x = torch.randn(64)
+    key = featperm.BitKey.generate(32)
+    with pytest.warns(DeprecationWarning, match="moved to featperm.attacks.known_plaintext"):
+        recovered = keys.recover_bit_key(x, featperm.shuffle_bits(x, key))
+    assert recovered in (key, None)
+
+
+def test_a_nonce_sequence_refuses_to_continue_in_a_forked_child():
+    sealer = crypto.Sealer(sender_id=b"FORK")
+    sealer.seal(torch.zeros(2))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            sealer.seal(torch.zeros(2))
+            os.write(write, b"issued")
+        except NonceReuseError:
+            os.write(write, b"refused")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"refused"
+    sealer.seal(torch.zeros(2))  # the parent goes on
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: featperm.nn.ShuffleBits(None, aad=3), TypeError, "aad must be bytes"),
+    (lambda: NegativePositive(NPKey(torch.ones(12, dtype=torch.bool), channels=3, block_size=2))(
+        torch.zeros(1, 3, 2, 2, dtype=torch.int8)), TypeError, "can hold 0..255"),
+    (lambda: featperm.ops.to_blocks(torch.zeros(4, 4), 2), ValueError, r"x must have shape \(N, C, H, W\)"),
+    (lambda: featperm.ops.from_blocks(torch.zeros(1, 2, 2, 5), 3, 2), ValueError, "C\\*M\\*M = 12"),
+    (lambda: featperm.BitKey([]), ValueError, "must have shape"),
+    (lambda: keys.load_key(__file__, expected_kind=5), TypeError, "expected_kind must be"),
+])
+def test_review_findings(call, error, match):
+    with pytest.raises(error, match=match) as raised:
+        call()
+    assert type(raised.value) is error

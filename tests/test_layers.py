@@ -16,7 +16,7 @@ PACKAGE = ROOT / "featperm"
 RANKS = {
     "featperm._version": 0, "featperm.errors": 0, "featperm._checks": 0,
     "featperm.keys": 1,
-    "featperm.ops": 2, "featperm._C": 2,
+    "featperm.ops": 2, "featperm._C": 2, "featperm.bits": 2, "featperm.block": 2,  # old module paths
     "featperm.crypto": 3,
     "featperm.nn": 4, "featperm.transforms": 4, "featperm.models": 4, "featperm.reference": 4,
     "featperm.datasets": 5,
@@ -112,10 +112,15 @@ try:
     featperm.shuffle_bits
 except featperm.errors.LibraryNotBuiltError as err:
     print("ops refused:", "make build" in str(err))
+from featperm import cli
+print("cli keys new:", cli.main(["keys", "new", "--kind", "secret", "--out", {str(tmp_path / 's.fpk')!r}]))
+print("cli info:", cli.main(["info"]))
 """
     result = _fresh(code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ops refused: True"
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "ops refused: True" and lines[-2:] == ["cli keys new: 0", "cli info: 2"], result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith("featperm: error: featperm's compiled library")
 
 
 def test_first_use_of_an_op_name_loads_the_ops():

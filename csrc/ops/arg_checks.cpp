@@ -57,25 +57,34 @@ bool overlaps_itself(const at::Tensor& x) {
   bool nested = true;
   int64_t extent = 0;  // largest offset reachable with the smaller strides
   for (const auto& [stride, size] : dims) {
-    if (stride == 0) return true;
-    if (stride <= extent) {
-      nested = false;
-      break;
-    }
+    if (stride <= 0) return true;  // 0: every index of this dimension is the same element
+    if (stride <= extent) nested = false;
     extent += stride * (size - 1);
   }
   if (nested) return false;
-  // Interleaved strides (rare, e.g. unfold() windows): compare every element's offset.
-  std::vector<int64_t> offsets{0};
-  offsets.reserve(static_cast<size_t>(x.numel()));
-  for (const auto& [stride, size] : dims) {
-    const size_t before = offsets.size();
-    for (int64_t i = 1; i < size; ++i) {
-      for (size_t j = 0; j < before; ++j) offsets.push_back(offsets[j] + i * stride);
+  // More elements than offsets in the span: two must share one (e.g. unfold() with step < size).
+  if (x.numel() > extent + 1) return true;
+  // Interleaved strides that might not collide: mark each element's offset in a bitset of the
+  // span (at most a bit per element of the underlying storage), stopping at the first repeat.
+  std::vector<uint64_t> seen(static_cast<size_t>(extent / 64 + 1), 0);
+  std::vector<int64_t> index(dims.size(), 0);
+  int64_t offset = 0;
+  while (true) {
+    uint64_t& word = seen[static_cast<size_t>(offset / 64)];
+    const uint64_t bit = uint64_t{1} << (offset % 64);
+    if (word & bit) return true;
+    word |= bit;
+    size_t d = 0;  // odometer over the dimensions, smallest stride fastest
+    for (; d < dims.size(); ++d) {
+      if (++index[d] < dims[d].second) {
+        offset += dims[d].first;
+        break;
+      }
+      offset -= dims[d].first * (dims[d].second - 1);
+      index[d] = 0;
     }
+    if (d == dims.size()) return false;
   }
-  std::sort(offsets.begin(), offsets.end());
-  return std::adjacent_find(offsets.begin(), offsets.end()) != offsets.end();
 }
 
 void check_and_mark_in_place(const char* op, const at::Tensor& x) {

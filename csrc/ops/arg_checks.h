@@ -1,4 +1,4 @@
-// Argument rules shared by every featperm op (the C++ half of featperm/ops/_checks.py, whose
+// Argument rules shared by every featperm op (the C++ half of featperm/_checks.py, whose
 // docstring states the rules). A mistake of the same kind raises the same Python exception from
 // every op and every device:
 //   TypeError  (TORCH_CHECK_TYPE)  the wrong kind of thing: a key of float/bool dtype, an x whose
@@ -39,8 +39,10 @@ void check_block_size(const char* op, int64_t block_size);
 // backward pass that saved x before the op.
 void check_and_mark_in_place(const char* op, const at::Tensor& x);
 
-// True when two elements of x share memory. Exact: cheap metadata rules decide the common cases,
-// and the rare layouts they cannot decide are settled by comparing all element offsets.
+// True when two elements of x share memory. Exact: cheap metadata rules decide the common cases
+// (dense, nested strides, a zero stride, more elements than offsets in the span), and the rare
+// layouts they cannot decide are settled with a bitset over the span, stopping at the first
+// repeated offset.
 bool overlaps_itself(const at::Tensor& x);
 
 }  // namespace featperm::ops

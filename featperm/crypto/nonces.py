@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from typing import Optional, Set, Tuple, Union
@@ -37,6 +38,7 @@ class NonceSequence:
         self._start = _checks.integer(where, "start", start, minimum=0, maximum=self.limit)
         self._next = self._start
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     @property
     def issued(self) -> int:
@@ -44,6 +46,13 @@ class NonceSequence:
         return self._next - self._start
 
     def __next__(self) -> bytes:
+        if os.getpid() != self._pid:
+            # After fork() parent and child hold the same counter: their nonces would repeat.
+            raise NonceReuseError(
+                "NonceSequence: used in a child process after fork(); the parent and "
+                "the child would issue the same nonces. Create the Sealer or sequence "
+                "in each process (with distinct sender_id values)"
+            )
         with self._lock:
             if self._next >= self.limit:
                 raise RuntimeError(f"NonceSequence: exhausted after {self.limit} nonces; use a new key")
@@ -72,7 +81,10 @@ class Sealer:
     explicitly (e.g. one derived from a protocol counter), but the Sealer refuses any nonce it has
     issued or been given before (:class:`~featperm.errors.NonceReuseError`), and its own sequence
     skips every nonce that was given explicitly: no mix of explicit and automatic nonces can
-    repeat one. ``open(sealed)`` opens containers made under its key. Thread-safe.
+    repeat one (it remembers each explicit nonce: 12 bytes and a set entry each). After
+    ``fork()`` a Sealer refuses to issue nonces in the child (parent and child would repeat each
+    other's): make one per process. ``open(sealed)`` opens containers made under its key.
+    Thread-safe.
 
     The key is never shown by ``repr``.
     """

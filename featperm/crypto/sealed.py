@@ -159,11 +159,10 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
 
 def _parse_sealed(sealed: BytesLike) -> Tuple[memoryview, int, torch.dtype, Tuple[int, ...], int]:
     if isinstance(sealed, torch.Tensor):
-        if sealed.dtype != torch.uint8 or sealed.device.type != "cpu":
-            raise TypeError(
-                f"open_sealed: sealed must be bytes-like or a uint8 CPU tensor, got a "
-                f"{sealed.dtype} tensor on {sealed.device}"
-            )
+        if sealed.dtype != torch.uint8:
+            raise TypeError(f"open_sealed: sealed must be bytes-like or a uint8 tensor, got a {sealed.dtype} tensor")
+        if sealed.device.type != "cpu":
+            raise ValueError(f"open_sealed: a sealed container is host bytes; got a tensor on {sealed.device}")
         buf = sealed.contiguous().numpy().data.cast("B")
     elif isinstance(sealed, (bytes, bytearray, memoryview)):
         buf = memoryview(sealed).cast("B")

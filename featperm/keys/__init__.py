@@ -17,6 +17,10 @@ maps 0 to 0, and a few known plaintext words reveal the key (the attack lives in
 reveals to that response; for confidentiality use :mod:`featperm.crypto`.
 """
 
+import importlib
+import warnings
+from typing import Any
+
 from featperm.errors import KeyFileError
 from featperm.keys.bit_key import BIT_KEY_BITS, BitKey, derive_bit_key, integer_view_dtype, word_bits
 from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey, derive_block_key
@@ -66,8 +70,10 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str):
-    # The known-plaintext attack moved up a layer; say where instead of a bare AttributeError.
+def __getattr__(name: str) -> Any:
+    # Deprecated aliases: the known-plaintext attack moved up a layer to featperm.attacks. Old
+    # code keeps working (with a DeprecationWarning); importing featperm.keys never loads it.
     if name in _MOVED:
-        raise AttributeError(f"featperm.keys.{name} moved to {_MOVED[name]}.{name}")
+        warnings.warn(f"featperm.keys.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module 'featperm.keys' has no attribute {name!r}")

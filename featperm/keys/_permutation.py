@@ -8,8 +8,6 @@ from typing import Dict, List, Union
 
 import torch
 
-from featperm import _checks
-
 
 def random_permutation(n: int) -> List[int]:
     """A uniform permutation of 0..n-1 from the operating system's CSPRNG: Fisher-Yates with
@@ -19,11 +17,6 @@ def random_permutation(n: int) -> List[int]:
         j = secrets.randbelow(i + 1)
         p[i], p[j] = p[j], p[i]
     return p
-
-
-def check_permutation_rows(perm: torch.Tensor, what: str) -> None:
-    """ValueError unless every row of ``perm`` is a permutation (see featperm._checks)."""
-    _checks.permutation_rows(what, perm)
 
 
 class PermutationKey:

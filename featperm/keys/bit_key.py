@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 
 from featperm import _checks
-from featperm.keys._permutation import PermutationKey, check_permutation_rows, random_permutation
+from featperm.keys._permutation import PermutationKey, random_permutation
 from featperm.keys.derivation import BIT_KEY_BITS, Text, derive_permutation
 
 __all__ = ["BitKey", "derive_bit_key", "word_bits", "word_dtypes", "integer_view_dtype", "BIT_KEY_BITS"]
@@ -49,7 +49,8 @@ def integer_view_dtype(dtype: torch.dtype) -> torch.dtype:
     return _INTEGER_VIEW[word_bits(dtype)]
 
 
-def _check_bits(where: str, bits: object) -> int:
+def check_bits(where: str, bits: object) -> int:
+    """``bits`` as an int: TypeError unless an integer, ValueError unless 8, 16, 32 or 64."""
     n = _checks.integer(where, "bits", bits)
     if n not in BIT_KEY_BITS:
         raise ValueError(f"{where}: bits must be one of {BIT_KEY_BITS}, got {n}")
@@ -79,7 +80,7 @@ class BitKey(PermutationKey):
             )
         if perm.dim() == 2 and perm.shape[0] == 0:
             raise ValueError("BitKey: a per-sample key needs at least one row")
-        check_permutation_rows(perm, "BitKey: f")
+        _checks.permutation_rows("BitKey: f", perm)
         self._set_permutation(perm)
 
     # -- construction -------------------------------------------------------------------------
@@ -88,7 +89,7 @@ class BitKey(PermutationKey):
         """A uniformly random key from the operating system's CSPRNG (``secrets``).
 
         ``samples=N`` draws N independent keys, one per sample (per-request keys)."""
-        bits = _check_bits("BitKey.generate", bits)
+        bits = check_bits("BitKey.generate", bits)
         if samples is None:
             return cls(random_permutation(bits))
         rows = _checks.integer("BitKey.generate", "samples", samples, minimum=1)
@@ -102,7 +103,7 @@ class BitKey(PermutationKey):
         same inputs always give the same key. ``samples=N`` derives a per-sample key of N rows
         (row r with shape (n, N, r)). See :mod:`featperm.keys.derivation`."""
         where = "BitKey.derive"
-        bits = _check_bits(where, bits)
+        bits = check_bits(where, bits)
         if samples is None:
             return cls(derive_permutation(secret, label, context, n=bits, kind="BitKey"))
         rows = _checks.integer(where, "samples", samples, minimum=1)
@@ -125,7 +126,7 @@ class BitKey(PermutationKey):
         idx = _checks.key_tensor(where, "index", index).to("cpu", torch.int64)
         if idx.dim() != 1 or idx.numel() not in BIT_KEY_BITS:
             raise ValueError(f"{where}: index must be 1-D of length in {BIT_KEY_BITS}, got shape {tuple(idx.shape)}")
-        check_permutation_rows(idx, f"{where}: index")
+        _checks.permutation_rows(f"{where}: index", idx)
         n = idx.numel()
         f = torch.empty(n, dtype=torch.int64)
         f[n - 1 - idx] = n - 1 - torch.arange(n)

@@ -7,7 +7,7 @@ from typing import Sequence, Union
 import torch
 
 from featperm import _checks
-from featperm.keys._permutation import PermutationKey, check_permutation_rows, random_permutation
+from featperm.keys._permutation import PermutationKey, random_permutation
 from featperm.keys.derivation import Text, derive_permutation
 
 __all__ = ["BlockKey", "derive_block_key", "MAX_BLOCK_SIZE"]
@@ -44,7 +44,7 @@ class BlockKey(PermutationKey):
                 f"channels={channels}, block_size={block_size}, got shape {tuple(perm.shape)}"
             )
         perm = perm.to("cpu", torch.int64).contiguous().clone()
-        check_permutation_rows(perm, "BlockKey: v")
+        _checks.permutation_rows("BlockKey: v", perm)
         self._set_permutation(perm)
         self._channels = channels
         self._block_size = block_size

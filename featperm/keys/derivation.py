@@ -14,7 +14,9 @@ SHAPE = (n) for a single key, (n, N, r) for row r of a per-sample key of N rows)
 ``b"BlockKey"`` (SHAPE = (C, M), n = C*M*M). The input-transform keys read raw STREAM bytes
 (:func:`derive_bytes`): ``b"NPKey"`` (SHAPE = (C, M); bit k of the stream's first ceil(n/8)
 bytes, little-endian bit order, negates position k) and ``b"FFXKey"`` (SHAPE = (C, M, rounds);
-the first 32 bytes are the FFX secret). ``label`` (the purpose, e.g. b"features") and
+the first 32 bytes are the FFX secret); ``b"FFX-rounds"`` (SHAPE = (C, M, rounds), the
+FFX secret as IKM, label ``"FFX rounds"``) gives FFX's round tables. ``label`` (the purpose,
+e.g. b"features") and
 ``context`` (e.g. a request id or layer name) are bytes, or str encoded as UTF-8. 8160 = 255 * 32
 bytes is HKDF-Expand's maximum output; a chunk is consumed lazily (its prefix does not depend on
 the requested length), so a 32-bit key costs one HKDF-Extract and one or two HKDF-Expand blocks.
@@ -43,7 +45,8 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "VERSION_TAG",
     "BIT_KEY_BITS",
-    "KINDS",
+    "PERMUTATION_KINDS",
+    "BYTE_KINDS",
     "generate_secret",
     "derive_permutation",
     "derive_bytes",
@@ -58,7 +61,8 @@ _HKDF_SALT = VERSION_TAG
 _HKDF_HASH = "sha256"
 _HKDF_MAX_BLOCKS = 255  # RFC 5869: L <= 255 * HashLen
 BIT_KEY_BITS = (8, 16, 32, 64)  # the word widths of ShuffleBits keys (one definition)
-KINDS = ("permutation", "BitKey", "BlockKey", "NPKey", "FFXKey")
+PERMUTATION_KINDS = ("permutation", "BitKey", "BlockKey")  # derive_permutation
+BYTE_KINDS = ("NPKey", "FFXKey", "FFX-rounds")  # derive_bytes and the FFX round tables
 
 Text = Union[bytes, bytearray, str]
 
@@ -135,8 +139,8 @@ def fisher_yates(n: int, stream: HkdfStream) -> List[int]:
 
 
 def _check_shape(kind: str, n: int, shape: Optional[Sequence[int]], where: str) -> Tuple[int, ...]:
-    if kind not in ("permutation", "BitKey", "BlockKey"):
-        raise ValueError(f"{where}: kind must be one of ('permutation', 'BitKey', 'BlockKey'), got {kind!r}")
+    if kind not in PERMUTATION_KINDS:
+        raise ValueError(f"{where}: kind must be one of {PERMUTATION_KINDS}, got {kind!r}")
     if kind == "BlockKey":
         if shape is None or len(shape) != 2:
             raise ValueError(f"{where}: kind='BlockKey' needs shape=(channels, block_size)")
@@ -211,8 +215,8 @@ def derive_bytes(
     """The first ``nbytes`` of STREAM for (kind, shape, label, context): the raw material of the
     keys that are not permutations (``"NPKey"``, ``"FFXKey"``)."""
     where = "derive_bytes"
-    if kind not in ("NPKey", "FFXKey"):
-        raise ValueError(f"{where}: kind must be 'NPKey' or 'FFXKey', got {kind!r}")
+    if kind not in BYTE_KINDS:
+        raise ValueError(f"{where}: kind must be one of {BYTE_KINDS}, got {kind!r}")
     nbytes = _checks.integer(where, "nbytes", nbytes, minimum=0)
     full_shape = tuple(_checks.integer(where, "shape entry", d, minimum=1) for d in shape)
     return hkdf_stream(where, secret, label, context, kind, full_shape).read(nbytes)

@@ -87,6 +87,10 @@ def _normalise_kind(expected_kind: object) -> Optional[str]:
         if issubclass(expected_kind, (bytes, bytearray)):
             return "secret"
         expected_kind = expected_kind.__name__
+    if not isinstance(expected_kind, str):
+        raise TypeError(
+            f"load_key: expected_kind must be None, a kind name or a key class, got {type(expected_kind).__name__}"
+        )
     if expected_kind not in KIND_CODES:
         raise ValueError(f"load_key: expected_kind must be None or one of {tuple(KIND_CODES)}, got {expected_kind!r}")
     return str(expected_kind)

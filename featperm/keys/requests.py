@@ -7,7 +7,7 @@ import struct
 from typing import Tuple, Union
 
 from featperm import _checks
-from featperm.keys.bit_key import BIT_KEY_BITS, BitKey
+from featperm.keys.bit_key import BIT_KEY_BITS, BitKey, check_bits
 from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey, check_geometry
 from featperm.keys.derivation import Text
 from featperm.keys.files import KIND_CODES
@@ -89,9 +89,7 @@ class RequestKeys:
     def new_bit_key(self, bits: int = 32, samples: Union[int, None] = None) -> Tuple[bytes, BitKey]:
         """``(key_id, BitKey)`` for one request; ``samples=N`` for one key per sample."""
         where = "RequestKeys.new_bit_key"
-        bits = _checks.integer(where, "bits", bits)
-        if bits not in BIT_KEY_BITS:
-            raise ValueError(f"{where}: bits must be one of {BIT_KEY_BITS}, got {bits}")
+        bits = check_bits(where, bits)
         rows = 0 if samples is None else _checks.integer(where, "samples", samples, minimum=1)
         self._check_rows(where, rows)
         key_id = self._new_id("BitKey", bits, rows)

@@ -16,7 +16,13 @@ and ``torch.save(model.state_dict())`` hold no key material. A model loaded that
 
 from featperm.errors import KeyExportError, KeyNotLoadedError
 from featperm.nn._keyed import KeyExportWarning, allow_key_export
-from featperm.nn.block_shuffle import BlockShuffle, protect, set_key, unprotect
+from featperm.nn.block_shuffle import (
+    BlockShuffle,
+    _ApplyAfter,  # noqa: F401  (its old path, for models pickled before 0.1.0)
+    protect,
+    set_key,
+    unprotect,
+)
 from featperm.nn.shuffle_bits import ShuffleBits
 
 __all__ = [

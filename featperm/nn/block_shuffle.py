@@ -136,7 +136,14 @@ def unprotect(model: nn.Module) -> nn.Module:
     returns ``model``."""
     for name, child in list(model.named_children()):
         if name.startswith(_CHILD_PREFIX) and isinstance(child, BlockShuffle):
-            child._hook_handle.remove()
+            handle = getattr(child, "_hook_handle", None)
+            if handle is not None:
+                handle.remove()
+            else:  # a model protected and pickled before protect() kept the handle
+                for module in model.modules():
+                    for hook_id, hook in list(module._forward_hooks.items()):
+                        if isinstance(hook, _ApplyAfter) and hook.shuffle is child:
+                            del module._forward_hooks[hook_id]
             delattr(model, name)
     return model
 

@@ -6,6 +6,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from featperm import _checks
 from featperm.crypto.nonces import Sealer
 from featperm.crypto.sealed import SealedBytes
 from featperm.errors import KeyNotLoadedError
@@ -37,7 +38,7 @@ class ShuffleBits(KeyedModule):
     ):
         super().__init__(key)
         self.as_integer = bool(as_integer)
-        self.aad = bytes(aad)
+        self.aad = _checks.byte_string("ShuffleBits", "aad", aad)
         self.set_sealer(sealer)
 
     def set_sealer(self, sealer: Optional[Sealer]) -> None:

@@ -120,6 +120,9 @@ def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[in
 
 def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order."""
+    _checks.tensor("to_blocks", "x", x)
+    if x.dim() != 4:
+        raise ValueError(f"to_blocks: x must have shape (N, C, H, W), got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
     m = _block_size("to_blocks", block_size)
     if h % m or w % m:
@@ -133,9 +136,14 @@ def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
 
 def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.Tensor:
     """Inverse of :func:`to_blocks`."""
-    n, hb, wb, _ = blocks.shape
+    _checks.tensor("from_blocks", "blocks", blocks)
+    if blocks.dim() != 4:
+        raise ValueError(f"from_blocks: blocks must have shape (N, H/M, W/M, C*M*M), got shape {tuple(blocks.shape)}")
+    n, hb, wb, positions = blocks.shape
     m = _block_size("from_blocks", block_size)
     c = _checks.integer("from_blocks", "channels", channels, minimum=1)
+    if positions != c * m * m:
+        raise ValueError(f"from_blocks: blocks' last dimension must be C*M*M = {c * m * m}, got {positions}")
     return (
         blocks.reshape(n, hb, wb, m, m, c)
         .permute(0, 5, 1, 3, 2, 4)  # n, ch, block row, r, block column, c

@@ -41,18 +41,22 @@ def _key_tensor(op: str, x: object, key: KeyLike) -> torch.Tensor:
     if isinstance(key, BitKey):
         return key.tensor(x.device)
     key_t = _checks.key_tensor(op, "key", key, x.device)
-    if not torch.compiler.is_compiling() and key_t.numel() > 0 and key_t.dim() in (1, 2):
-        # Width first (a 31-entry key for float32 is the wrong width, not a bad permutation).
+    if (
+        key_t.device.type != "cpu"
+        and key_t.device == x.device
+        and not torch.compiler.is_compiling()
+        and key_t.numel() > 0
+        and key_t.dim() in (1, 2)
+    ):
+        # The C++ op checks host keys itself; a device key is checked here (one host sync; pass a
+        # BitKey to skip it), width first as the op would: a 31-entry key is the wrong width.
         bits = _WORD_BITS.get(x.dtype)  # None: the op raises TypeError naming x's dtype
         if bits is not None and key_t.shape[-1] != bits:
             raise ValueError(
                 f"{op}: key has {key_t.shape[-1]} positions but x has {bits}-bit words "
                 f"(dtype {x.dtype}); expected a {bits}-bit key"
             )
-        if key_t.device == x.device:
-            # The C++ op checks only host keys (a device key would need a host sync there):
-            # check every key here, with one sync for a device key. Pass a BitKey to skip it.
-            _checks.permutation_rows(f"{op}: key", key_t)
+        _checks.permutation_rows(f"{op}: key", key_t)
     return key_t
 
 

@@ -101,7 +101,7 @@ class NegativePositive:
         _check_geometry("NegativePositive", batch, self.key.channels, self.key.block_size)
         if batch.is_floating_point():
             top: int = 1
-        elif batch.dtype != torch.bool and not batch.is_complex():
+        elif batch.dtype not in (torch.bool, torch.int8) and not batch.is_complex():
             top = 255
             if batch.dtype != torch.uint8 and bool(((batch < 0) | (batch > 255)).any()):
                 raise ValueError(
@@ -109,7 +109,10 @@ class NegativePositive:
                     f"0..255, got values in [{int(batch.min())}, {int(batch.max())}]"
                 )
         else:
-            raise TypeError(f"NegativePositive: expected an integer or float image, got dtype {batch.dtype}")
+            raise TypeError(
+                f"NegativePositive: expected a float image or an integer image that can hold "
+                f"0..255, got dtype {batch.dtype}"
+            )
         m = self.key.block_size
         blocks = to_blocks(batch, m)
         out = torch.where(self.key._mask.to(batch.device), top - blocks, blocks)
