@@ -16,12 +16,16 @@ __all__ = ["BlockKey", "derive_block_key", "MAX_BLOCK_SIZE"]
 MAX_BLOCK_SIZE = 46340
 
 
+def check_block_size(where: str, block_size: object) -> int:
+    """``block_size`` as an int: TypeError unless an integer, ValueError outside [1, MAX_BLOCK_SIZE]."""
+    return _checks.integer(where, "block_size", block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
+
+
 def check_geometry(where: str, channels: object, block_size: object) -> tuple:
     """(channels, block_size) as ints: TypeError unless integers, ValueError unless
     channels >= 1 and 1 <= block_size <= MAX_BLOCK_SIZE."""
     c = _checks.integer(where, "channels", channels, minimum=1)
-    m = _checks.integer(where, "block_size", block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
-    return c, m
+    return c, check_block_size(where, block_size)
 
 
 class BlockKey(PermutationKey):

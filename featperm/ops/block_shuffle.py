@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 
 from featperm import _checks
-from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey
+from featperm.keys.block_key import MAX_BLOCK_SIZE, BlockKey, check_block_size
 from featperm.ops import _library  # noqa: F401  (loads the compiled ops)
 
 __all__ = [
@@ -43,14 +43,10 @@ __all__ = [
 BlockKeyLike = Union[BlockKey, torch.Tensor, Sequence[int]]
 
 
-def _block_size(op: str, block_size: object) -> int:
-    return _checks.integer(op, "block_size", block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
-
-
 def _key_and_block_size(op: str, x: object, key: BlockKeyLike, block_size: Optional[int]) -> Tuple[torch.Tensor, int]:
     x = _checks.tensor(op, "x", x)
     if isinstance(key, BlockKey):
-        if block_size is not None and _block_size(op, block_size) != key.block_size:
+        if block_size is not None and check_block_size(op, block_size) != key.block_size:
             raise ValueError(f"{op}: block_size={block_size} disagrees with the key's block_size {key.block_size}")
         if x.dim() == 4 and x.shape[1] != key.channels:
             raise ValueError(
@@ -60,7 +56,7 @@ def _key_and_block_size(op: str, x: object, key: BlockKeyLike, block_size: Optio
         return key.tensor(x.device), key.block_size
     if block_size is None:
         raise TypeError(f"{op}: block_size is required when key is not a BlockKey")
-    m = _block_size(op, block_size)
+    m = check_block_size(op, block_size)
     key_t = _checks.key_tensor(op, "key", key, x.device)
     if (
         key_t.device.type != "cpu"
@@ -124,7 +120,7 @@ def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"to_blocks: x must have shape (N, C, H, W), got shape {tuple(x.shape)}")
     n, c, h, w = x.shape
-    m = _block_size("to_blocks", block_size)
+    m = check_block_size("to_blocks", block_size)
     if h % m or w % m:
         raise ValueError(f"to_blocks: block_size {m} must divide H={h} and W={w}")
     return (
@@ -140,7 +136,7 @@ def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.T
     if blocks.dim() != 4:
         raise ValueError(f"from_blocks: blocks must have shape (N, H/M, W/M, C*M*M), got shape {tuple(blocks.shape)}")
     n, hb, wb, positions = blocks.shape
-    m = _block_size("from_blocks", block_size)
+    m = check_block_size("from_blocks", block_size)
     c = _checks.integer("from_blocks", "channels", channels, minimum=1)
     if positions != c * m * m:
         raise ValueError(f"from_blocks: blocks' last dimension must be C*M*M = {c * m * m}, got {positions}")
