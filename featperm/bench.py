@@ -3,9 +3,10 @@
 The benchmarks live in the repository's ``benchmarks/`` folder, next to the ``featperm`` package
 (so this needs a checkout, not an installed wheel). On every machine the CPU benchmarks run
 (the pytest-benchmark files with ``--benchmark-json``, ``bench_block_shuffle_cpu.py`` and the
-known-plaintext measurement with ``--out``); where a CUDA GPU and featperm's CUDA kernels are
-present, the ``bench_*_gpu.py`` scripts run as well. Each benchmark runs as a subprocess of the
-same Python (``sys.executable``), one after the other, and leaves two files in the output folder
+known-plaintext and ciphertext-only cryptanalysis measurements with ``--out``); where a CUDA GPU
+and featperm's CUDA kernels are present, the ``bench_*_gpu.py`` scripts run as well. Each
+benchmark runs as a subprocess of the same Python (``sys.executable``), one after the other, and
+leaves two files in the output folder
 (default: ``benchmarks/results/`` of the checkout)::
 
     <name>_<device tag>_<UTC date>[_quick][_<n>].json   the benchmark's own JSON results
@@ -71,6 +72,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("--reps", "3", "--batch-divisor", "16", "--no-compile"),
     ),
     Benchmark("known_plaintext", "measure_known_plaintext.py", "cpu", ("--keys", "20")),
+    Benchmark("cryptanalysis", "measure_cryptanalysis.py", "cpu", ("--vectors", "200", "--reps", "2")),
     Benchmark(
         "shuffle_bits_gpu", "bench_shuffle_bits_gpu.py", "cuda", ("--sizes-mib", "0.25", "64", "--dtypes", "float32")
     ),

@@ -1,4 +1,4 @@
-"""The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``.
+"""The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``, ``attack-features``.
 
 Every command has ``--help``. A bad argument or a bad file gets one line on stderr and exit status
 2, never a traceback (``FEATPERM_TRACEBACK=1`` shows it, for debugging featperm). ``keys`` works
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from featperm import bench
+from featperm import attack_features, bench
 from featperm._version import __version__
 from featperm.bench import cpu_model
 from featperm.errors import FeatpermError
@@ -220,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser = commands.add_parser("bench", help="run the benchmark suite for this device, write results")
     bench.add_arguments(bench_parser)
     bench_parser.set_defaults(run=bench.run)
+
+    attack_parser = commands.add_parser(
+        "attack-features",
+        help="attribute inference, reconstruction and cryptanalysis on plain, ShuffleBits and sealed features",
+    )
+    attack_features.add_arguments(attack_parser)
+    attack_parser.set_defaults(run=attack_features.run)
     return parser
 
 

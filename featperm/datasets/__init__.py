@@ -1,11 +1,48 @@
-"""Datasets for featperm's experiments (the next issues fill this room).
+"""Datasets for featperm's experiments; nothing is ever downloaded at run time.
 
-Planned: a procedurally drawn pedestrian-attribute dataset (built in, no download), loaders of
-Market-1501 / DukeMTMC-reID with their attribute files and of CIFAR-10 / ImageFolder from a
-folder the user gives, and user feature files. Nothing is ever downloaded at run time.
+* :mod:`~featperm.datasets.attributes` — :class:`AttributeImages`, the container every attribute
+  dataset returns (images or paths, identities, cameras, attribute labels).
+* :mod:`~featperm.datasets.pedestrians` — :func:`synthetic_pedestrians`: procedurally drawn
+  pedestrians with Market-1501-style attributes, in several domains (built in, deterministic).
+* :mod:`~featperm.datasets.reid` — Market-1501 and DukeMTMC-reID from a folder the user gives,
+  with their attribute files (:func:`load_reid_dataset`, :func:`read_attribute_file`).
+* :mod:`~featperm.datasets.feature_files` — a user's own features (:func:`load_feature_file`) and
+  the ShuffleBits authors' feature files (:func:`load_authors_feature_file`).
 
 Layer: datasets may import keys, ops, crypto, nn, models and transforms; only attacks,
-experiments, report and the command line import datasets.
+experiments, report and the command line import datasets. Names load on first use (the loaders
+need scipy and Pillow; the synthetic data needs only torch).
 """
 
-__all__: list = []
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List
+
+_MODULES = {
+    "featperm.datasets.attributes": ["AttributeImages", "MISSING"],
+    "featperm.datasets.pedestrians": ["synthetic_pedestrians", "ATTRIBUTE_CLASSES", "DOMAINS", "CAMERAS"],
+    "featperm.datasets.reid": ["load_reid_dataset", "read_attribute_file", "load_images", "reid_layout_help"],
+    "featperm.datasets.feature_files": [
+        "FeatureSet",
+        "load_feature_file",
+        "save_feature_file",
+        "load_authors_feature_file",
+        "features_for_paths",
+    ],
+}
+_LAZY: Dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
+
+__all__: List[str] = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'featperm.datasets' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,9 +1,15 @@
 """Experiments: each attack of :mod:`featperm.attacks` run with a small config (a dataclass) and a
-seed, writing ``results.json`` (the next issues fill this room: the ShuffleBits paper's attribute
-inference and reconstruction, AprilPyone & Kiya's Tables I-III).
+seed, writing ``results.json``.
 
-Layer: experiments may import everything below them (keys, ops, crypto, nn, models,
-transforms, datasets, attacks); only report and the command line import experiments.
+* :mod:`~featperm.experiments.feature_attacks` — the ShuffleBits paper's attacks (attribute
+  inference, reconstruction) and the cryptanalysis of ShuffleBits, on plain, ShuffleBits and
+  sealed features (:func:`run_feature_attacks`, ``featperm attack-features``).
+* :mod:`~featperm.experiments.extractor` — the proprietary re-ID feature extractor, trained and
+  cached by its settings and seed.
+
+Coming: AprilPyone & Kiya's Tables I-III. Layer: experiments may import everything below them
+(keys, ops, crypto, nn, models, transforms, datasets, attacks); only report and the command line
+import experiments.
 """
 
 __all__: list = []

@@ -1,6 +1,8 @@
-"""Reports rendered from experiment result files (``results.json``): Markdown and HTML tables
-and PNG figures (the product issue fills this room). Every table or figure is rendered from
-files, never from numbers held in code.
+"""Reports rendered from experiment result files (``results.json``): Markdown tables and PNG
+figures. Every table or figure is rendered from files, never from numbers held in code.
+
+* :mod:`~featperm.report.feature_attacks` — ``results.md``, ``attributes.png``,
+  ``key_recovery.png`` and ``reconstructions.png`` of a ``featperm attack-features`` run.
 
 Layer: report may import experiments and everything below; only the command line imports it.
 """
