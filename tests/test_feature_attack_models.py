@@ -213,3 +213,34 @@ def test_sealed_words_are_the_ciphertext_body():
     assert torch.equal(words ^ x.view(torch.int32), other)
     with pytest.raises(ValueError, match="sealed_ciphertext_words"):
         sealed_ciphertext_words(sealed, torch.float32, (3, 4))
+
+
+def test_no_validation_split_keeps_the_last_epoch():
+    x, labels, classes, _ = _encoded_attributes(n=64)
+    result = train_attribute_heads(x, labels, classes, AttributeInferenceConfig(epochs=3, validation_fraction=0.0))
+    assert result.best_epoch == 3 and result.validation == {} and result.history == []
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    from featperm.attacks.attribute_inference import bootstrap_interval, predict_attributes, mean_score
+
+    x, labels, classes, ids = _encoded_attributes(n=400)
+    result = train_attribute_heads(x, labels, classes, AttributeInferenceConfig(epochs=10, lr=5e-3), identities=ids)
+    predicted = predict_attributes(result.heads, x)
+    point = mean_score({k: balanced_accuracy(predicted[k], labels[k], classes[k]) for k in labels})
+    low, high = bootstrap_interval(predicted, labels, classes, ids, seed=1)
+    assert low < point < high and high - low < 0.2
+    assert bootstrap_interval(predicted, labels, classes, ids, seed=1) == (low, high)  # seeded
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: chance_level(0), ValueError),
+    (lambda: chance_level(2.0), TypeError),
+    (lambda: balanced_accuracy(torch.tensor([0, 1]), torch.tensor([0, 2]), 2), ValueError),
+    (lambda: balanced_accuracy(torch.tensor([0]), torch.tensor([0, 1]), 2), ValueError),
+    (lambda: AttributeInferenceConfig(lr="0.1"), TypeError),
+    (lambda: AttributeInferenceConfig(lr_drop_factor=0), ValueError),
+])
+def test_scoring_argument_rules(call, error):
+    with pytest.raises(error):
+        call()

@@ -73,6 +73,8 @@ def test_features_file_results_contract(features_run):
     ):
         assert set(entry["per_attribute"]) == {"binary", "four", "unencoded"}
         assert 0 <= entry["mean_balanced_accuracy"] <= 1
+        low, high = entry["mean_balanced_accuracy_ci95"]
+        assert low <= entry["mean_balanced_accuracy"] <= high
     assert on_disk["reconstruction"] == {"skipped": "features file given (no images)"}
     crypt = on_disk["cryptanalysis"]
     assert isinstance(crypt["known_plaintext"]["pairs_to_full_key"], int)
@@ -180,7 +182,7 @@ def test_command_on_builtin_data_writes_the_contract(tmp_path):
     assert "attribute inference" in proc.stdout and "results.json" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     rec = results["reconstruction"]
-    assert rec["random_pairs"]["mean_cosine_distance"] > 0
+    assert rec["random_pairs"]["mean_cosine_distance"] > 0 and rec["constant_reconstruction"]["mean_cosine_distance"] > 0
     for entry in (
         rec["plain"],
         rec["shufflebits_fixed_key"]["naive"],
@@ -275,3 +277,12 @@ def test_reid_data_with_the_authors_features_and_with_a_trained_extractor(tmp_pa
     assert results["data"]["extractor"]["feature_dim"] == 8
     assert "mean_cosine_distance" in results["reconstruction"]["plain"]
     assert (tmp_path / "duke" / "reconstructions.npz").is_file()
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("user_identities", 1, ValueError), ("images_per_identity", 0, ValueError), ("seed", 1.0, TypeError),
+    ("target_domain", "moon", ValueError), ("intercepted_counts", (), ValueError), ("data", "imagenet", ValueError),
+])
+def test_config_rules(field, value, error):
+    with pytest.raises(error, match="FeatureAttackConfig"):
+        FeatureAttackConfig(**{field: value})

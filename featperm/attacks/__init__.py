@@ -11,8 +11,9 @@
 * :mod:`~featperm.attacks.interception` — what an interceptor holds and how a naive attacker
   reads it as features.
 
-Coming with the model-protection issue: key estimation and fine-tuning of block-shuffle-protected
-models (AprilPyone & Kiya). Layer: attacks may import keys, ops, crypto, nn, models, transforms
+* :mod:`~featperm.attacks.key_estimation` — key estimation against a block-shuffle-protected
+  model (AprilPyone & Kiya's Algorithm 1, batched with exactly the literal loop's result) and
+  random key search. Layer: attacks may import keys, ops, crypto, nn, models, transforms
 and datasets; nothing below imports attacks. Names load on first use, so that ``import
 featperm.attacks.known_plaintext`` needs neither the compiled library nor scipy.
 """
@@ -64,6 +65,14 @@ _MODULES = {
         "resnet50_perceptual",
     ],
     "featperm.attacks.interception": ["feature_range", "read_as_features", "sealed_ciphertext_words"],
+    "featperm.attacks.key_estimation": [
+        "KeyEstimationConfig",
+        "KeyEstimationResult",
+        "estimate_key",
+        "estimate_key_literal",
+        "random_key_search",
+        "positions_recovered",
+    ],
 }
 _LAZY: Dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 

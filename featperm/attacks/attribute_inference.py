@@ -38,6 +38,7 @@ __all__ = [
     "predict_attributes",
     "mean_score",
     "summarise",
+    "bootstrap_interval",
     "balanced_accuracy",
     "chance_level",
     "identity_split",
@@ -63,10 +64,16 @@ class AttributeInferenceConfig:
         _checks.integer(where, "epochs", self.epochs, minimum=1)
         _checks.integer(where, "batch_size", self.batch_size, minimum=1)
         _checks.integer(where, "seed", self.seed)
+        for name in ("lr", "lr_drop_factor", "validation_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{where}: {name} must be a number, got {type(value).__name__}")
         if not 0.0 <= float(self.validation_fraction) < 1.0:
             raise ValueError(f"{where}: validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if not float(self.lr) > 0.0:
             raise ValueError(f"{where}: lr must be > 0, got {self.lr}")
+        if not float(self.lr_drop_factor) > 0.0:
+            raise ValueError(f"{where}: lr_drop_factor must be > 0, got {self.lr_drop_factor}")
 
 
 class AttributeHeads(nn.Module):
@@ -107,7 +114,8 @@ class AttributeHeads(nn.Module):
 
 @dataclasses.dataclass
 class AttributeInferenceResult:
-    """The trained heads, the selected epoch and its validation scores."""
+    """The trained heads, the selected epoch and its validation scores (``validation`` and
+    ``history`` are empty when there was no validation split: then the last epoch is kept)."""
 
     heads: AttributeHeads
     best_epoch: int
@@ -116,13 +124,21 @@ class AttributeInferenceResult:
 
 
 def chance_level(num_classes: int) -> float:
-    """Balanced accuracy of any predictor that ignores its input: 1/classes."""
-    return 1.0 / num_classes
+    """1/classes: the expected balanced accuracy of a predictor that ignores its input (a uniform
+    random guess, or a constant class drawn at random), whichever classes the labels hold."""
+    return 1.0 / _checks.integer("chance_level", "num_classes", num_classes, minimum=1)
 
 
 def balanced_accuracy(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
     """Mean recall over the classes present in ``labels`` (labels of -1 are ignored); NaN when
     no sample is annotated."""
+    where = "balanced_accuracy"
+    predicted, labels = _checks.tensor(where, "predicted", predicted), _checks.tensor(where, "labels", labels)
+    num_classes = _checks.integer(where, "num_classes", num_classes, minimum=1)
+    if predicted.shape != labels.shape:
+        raise ValueError(f"{where}: predicted {tuple(predicted.shape)} and labels {tuple(labels.shape)} differ")
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise ValueError(f"{where}: labels hold class {int(labels.max())} but num_classes is {num_classes}")
     keep = labels >= 0
     predicted, labels = predicted[keep], labels[keep]
     if labels.numel() == 0:
@@ -205,8 +221,20 @@ def train_attribute_heads(
     missing = [n for n in labels if n not in num_classes]
     if missing:
         raise ValueError(f"{where}: num_classes has no entry for {missing}")
+    for name in labels:
+        _checks.integer(where, f"num_classes[{name!r}]", num_classes[name], minimum=2)
+        if labels[name].numel() and int(labels[name].max()) >= num_classes[name]:
+            raise ValueError(
+                f"{where}: labels[{name!r}] has class {int(labels[name].max())} but num_classes[{name!r}] is "
+                f"{num_classes[name]}"
+            )
     torch.manual_seed(config.seed)
     train_index, val_index = identity_split(features.shape[0], config.validation_fraction, config.seed, identities)
+    if train_index.numel() < 2:
+        raise ValueError(
+            f"{where}: {train_index.numel()} training sample(s) after holding out "
+            f"{config.validation_fraction:.0%} for validation; need at least 2"
+        )
     train_index, val_index = train_index.to(features.device), val_index.to(features.device)
     names = list(labels)
     label_matrix = torch.stack([labels[n] for n in names], dim=1)  # (N, heads)
@@ -242,13 +270,13 @@ def train_attribute_heads(
         scheduler.step()
         if val_index.numel():
             scores = evaluate_attribute_heads(heads, features[val_index], {n: labels[n][val_index] for n in names})
-        else:  # no validation data: keep the last epoch
-            scores = {n: float(epoch) for n in names}
-        finite = [s for s in scores.values() if s == s]
-        mean = sum(finite) / len(finite) if finite else 0.0
-        history.append(mean)
-        if mean > best_score:
-            best_score, best_epoch, best_state, best_val = mean, epoch, copy.deepcopy(heads.state_dict()), scores
+            finite = [s for s in scores.values() if s == s]
+            mean = sum(finite) / len(finite) if finite else 0.0
+            history.append(mean)
+            if mean > best_score:
+                best_score, best_epoch, best_state, best_val = mean, epoch, copy.deepcopy(heads.state_dict()), scores
+        else:  # no validation data (fraction 0, or too few identities to hold any out): the last epoch
+            best_epoch, best_state = epoch, copy.deepcopy(heads.state_dict())
         if progress is not None:
             progress(epoch, config.epochs)
     heads.load_state_dict(best_state)
@@ -288,6 +316,44 @@ def evaluate_attribute_heads(
     heads.train(was_training)
     classes = dict(zip(heads.names, heads.num_classes))
     return {name: balanced_accuracy(predicted[name], labels[name], classes[name]) for name in labels}
+
+
+def bootstrap_interval(
+    predicted: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    num_classes: Mapping[str, int],
+    groups: Optional[torch.Tensor] = None,
+    *,
+    reps: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Tuple[float, float]:
+    """A percentile bootstrap interval of the mean balanced accuracy over attributes.
+
+    Resamples whole ``groups`` (e.g. identities: attributes are constant per identity, so the
+    independent samples are the identities, not the images) with replacement, or single samples
+    when no groups are given. ``predicted`` and ``labels``: ``{name: (N,)}``."""
+    names = list(labels)
+    n = int(labels[names[0]].shape[0])
+    if n == 0:
+        return float("nan"), float("nan")
+    ids = torch.arange(n) if groups is None else torch.unique(groups.cpu(), return_inverse=True)[1]
+    members = [torch.nonzero(ids == g).flatten() for g in range(int(ids.max()) + 1)]
+    generator = torch.Generator().manual_seed(seed)
+    device = labels[names[0]].device
+    means = []
+    for _ in range(reps):
+        pick = torch.randint(len(members), (len(members),), generator=generator)
+        rows = torch.cat([members[int(g)] for g in pick]).to(device)
+        scores = [balanced_accuracy(predicted[k][rows], labels[k][rows], num_classes[k]) for k in names]
+        finite = [v for v in scores if v == v]
+        if finite:
+            means.append(sum(finite) / len(finite))
+    if not means:
+        return float("nan"), float("nan")
+    ordered = torch.tensor(sorted(means), dtype=torch.float64)
+    tail = (1 - level) / 2
+    return float(torch.quantile(ordered, tail)), float(torch.quantile(ordered, 1 - tail))
 
 
 def mean_score(scores: Mapping[str, float]) -> float:

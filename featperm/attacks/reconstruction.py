@@ -421,13 +421,15 @@ def reconstruct(generator: Generator, features: torch.Tensor, batch_size: int = 
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise cosine distance 1 - cos(a_i, b_i) of two (N, D) tensors (0 for a zero row pair)."""
+    """Row-wise cosine distance 1 - cos(a_i, b_i) of two (N, D) tensors (1 where a row is all
+    zeros: torch's cosine similarity is 0 there)."""
     return 1 - F.cosine_similarity(a.double(), b.double(), dim=1, eps=1e-12)
 
 
 def random_pair_cosine_distance(features: torch.Tensor, seed: int = 0, pairs: Optional[int] = None) -> float:
-    """Mean cosine distance between random pairs of different rows of (N, D) features: the
-    distance a reconstruction that knows nothing of its input would reach (chance level)."""
+    """Mean cosine distance between random pairs of different rows of (N, D) features: how far
+    one user's features are from another's. A reference, not a floor: a constant, average-looking
+    reconstruction can be closer (see the experiment's ``constant_reconstruction``)."""
     n = features.shape[0]
     if n < 2:
         raise ValueError(f"random_pair_cosine_distance: needs at least 2 rows, got {n}")

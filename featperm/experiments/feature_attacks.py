@@ -36,12 +36,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from featperm import _checks
 from featperm._version import __version__
 from featperm.attacks import bit_cryptanalysis as crypt
 from featperm.attacks.attribute_inference import (
     AttributeInferenceConfig,
+    balanced_accuracy,
+    bootstrap_interval,
     chance_level,
-    evaluate_attribute_heads,
+    mean_score,
+    predict_attributes,
     summarise,
     train_attribute_heads,
 )
@@ -136,6 +140,27 @@ class FeatureAttackConfig:
             raise ValueError(f"FeatureAttackConfig: data must be one of {DATA_SOURCES}, got {self.data!r}")
         if self.data != "synthetic" and not self.data_dir and not self.features_file:
             raise ValueError(f"FeatureAttackConfig: data={self.data!r} needs data_dir (the folder holding the dataset)")
+        where = "FeatureAttackConfig"
+        for name, minimum in (
+            ("proprietary_identities", 2),
+            ("local_identities", 2),
+            ("user_identities", 2),
+            ("images_per_identity", 1),
+            ("height", 8),
+            ("width", 8),
+            ("grid_images", 1),
+            ("perceptual_epochs", 1),
+            ("seed", 0),
+        ):
+            _checks.integer(where, name, getattr(self, name), minimum=minimum)
+        if self.target_domain not in ("mall", "campus", "street"):
+            raise ValueError(f"{where}: target_domain must be mall, campus or street, got {self.target_domain!r}")
+        for name in ("intercepted_counts", "known_plaintext_vectors"):
+            counts = getattr(self, name)
+            if not counts:
+                raise ValueError(f"{where}: {name} must name at least one count")
+            for count in counts:
+                _checks.integer(where, name, count, minimum=1)
 
 
 @dataclasses.dataclass
@@ -150,6 +175,7 @@ class _Prepared:
     user_labels: Dict[str, torch.Tensor]
     classes: Dict[str, Tuple[str, ...]]
     description: Dict[str, Any]
+    user_identities: Optional[torch.Tensor] = None  # for intervals: attributes are constant per identity
     local_images: Optional[torch.Tensor] = None
     user_images: Optional[torch.Tensor] = None
     extractor: Optional[ReidFeatureExtractor] = None
@@ -211,6 +237,7 @@ def _prepare_synthetic(config: FeatureAttackConfig, progress: bool) -> _Prepared
         local_identities=local.identities,
         user_features=user_features,
         user_labels=users.attributes,
+        user_identities=users.identities,
         classes=local.classes,
         local_images=to_float(local.images).to(config.device),
         user_images=to_float(users.images).to(config.device),
@@ -288,6 +315,7 @@ def _prepare_reid(config: FeatureAttackConfig, progress: bool) -> _Prepared:
         local_identities=local.identities,
         user_features=user_features,
         user_labels={n: users.attributes[n] for n in names},
+        user_identities=users.identities,
         classes={n: local.classes[n] for n in names},
         local_images=local_images,
         user_images=user_images,
@@ -412,6 +440,7 @@ def _attribute_inference(
 ) -> Dict[str, Any]:
     names = list(prepared.local_labels)
     num_classes = {n: len(prepared.classes[n]) for n in names}
+    settings = dataclasses.replace(config.attributes, seed=config.seed)
     result = _run_with_bar(
         "attribute inference",
         config.attributes.epochs,
@@ -420,29 +449,51 @@ def _attribute_inference(
             prepared.local_features,
             prepared.local_labels,
             num_classes,
-            config.attributes,
+            settings,
             identities=prepared.local_identities,
             progress=bar,
         ),
     )
-    scores = {
-        key: summarise(evaluate_attribute_heads(result.heads, feats, prepared.user_labels), names)
-        for key, feats in conditions.items()
-    }
+    scores: Dict[Tuple[str, Optional[str]], Dict[str, Any]] = {}
+    groups = prepared.user_identities
+    plain_per: Dict[str, float] = {}
+    for key, feats in conditions.items():
+        predicted = predict_attributes(result.heads, feats)
+        per = {n: balanced_accuracy(predicted[n], prepared.user_labels[n], num_classes[n]) for n in names}
+        if key == ("plain", None):
+            plain_per = per
+        entry = summarise(per, names)
+        low, high = bootstrap_interval(predicted, prepared.user_labels, num_classes, groups, seed=config.seed)
+        entry["mean_balanced_accuracy_ci95"] = [low, high]
+        scores[key] = entry
+    # chance over the attributes that are scored (annotated in the users' data)
+    scored = [n for n in names if not math.isnan(plain_per[n])]
     chance_per = {n: chance_level(num_classes[n]) for n in names}
     out = _nest(scores)
-    out["chance"] = sum(chance_per.values()) / len(chance_per)
+    out["chance"] = sum(chance_per[n] for n in scored) / max(len(scored), 1)
     out["chance_per_attribute"] = chance_per
+    out["interval"] = (
+        "95% percentile bootstrap over the users' identities (200 resamples)"
+        if groups is not None
+        else "95% percentile bootstrap over the intercepted vectors (200 resamples)"
+    )
     out["classes"] = {n: list(prepared.classes[n]) for n in names}
+    if result.validation:
+        validation = (
+            "identities held out of the attacker's own data"
+            if prepared.local_identities is not None
+            else "samples held out of the attacker's own data"
+        )
+        validation_score: Optional[float] = mean_score(result.validation)
+    else:
+        validation, validation_score = "none (too little data to hold any out): the last epoch", None
     out["model_selection"] = {
-        "validation": "identities held out of the attacker's own data"
-        if prepared.local_identities is not None
-        else "samples held out of the attacker's own data",
-        "fraction": config.attributes.validation_fraction,
+        "validation": validation,
+        "fraction": settings.validation_fraction,
         "best_epoch": result.best_epoch,
-        "validation_mean_balanced_accuracy": sum(result.validation.values()) / max(len(result.validation), 1),
+        "validation_mean_balanced_accuracy": validation_score,
     }
-    out["settings"] = dataclasses.asdict(config.attributes)
+    out["settings"] = dataclasses.asdict(settings)
     return out
 
 
@@ -481,12 +532,17 @@ def _reconstruction(
     assert prepared.local_images is not None and prepared.user_images is not None
     perceptual = _perceptual_network(prepared, config, progress)
     local_images = prepared.local_images
+    settings = dataclasses.replace(config.reconstruction, seed=config.seed)
     trained = _run_with_bar(
         "reconstruction generator",
         config.reconstruction.epochs,
         progress,
         lambda bar: train_reconstruction(
-            prepared.local_features, local_images, config.reconstruction, perceptual=perceptual, progress=bar
+            prepared.local_features,
+            local_images,
+            settings,
+            perceptual=perceptual,
+            progress=bar,
         ),
     )
     originals = prepared.user_features
@@ -508,8 +564,13 @@ def _reconstruction(
         arrays["/".join(k for k in key if k)] = _to_uint8(images[grid_index])
     out = _nest(scores)
     out["random_pairs"] = {"mean_cosine_distance": chance}
+    # What a reconstruction that ignores its input reaches: the generator's image of the mean
+    # feature vector of the attacker's own data, the same for every user.
+    mean_image = reconstruct(trained.generator, prepared.local_features.mean(0, keepdim=True))
+    constant = extract_features(prepared.extractor, mean_image).expand_as(originals)
+    out["constant_reconstruction"] = {"mean_cosine_distance": float(cosine_distance(originals, constant).mean())}
     out["perceptual_network"] = trained.perceptual or "none (pixel loss only)"
-    out["settings"] = dataclasses.asdict(config.reconstruction)
+    out["settings"] = dataclasses.asdict(settings)
     out["final_losses"] = trained.losses[-1] if trained.losses else {}
     return out, arrays
 
@@ -535,7 +596,7 @@ def _cryptanalysis(prepared: _Prepared, intercepted: Dict[str, Any], config: Fea
         {
             "vectors": int(p["known_vectors"]),
             "words": int(p["known_words"]),
-            "key_positions_recovered": p["positions_unique"],
+            "positions_unique": p["positions_unique"],
             "candidates_mean": p["candidates_mean"],
             "values_exact": p["held_out_exact"],
         }

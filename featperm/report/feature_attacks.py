@@ -64,13 +64,16 @@ def markdown(results: Dict[str, Any]) -> str:
     rec = results.get("reconstruction", {})
     has_rec = "skipped" not in rec
     lines += ["## Attribute inference and reconstruction", ""]
-    header = "| condition | mean balanced accuracy (chance " + _pct(attr["chance"]) + ") |"
-    rule = "|---|---:|"
+    header = "| condition | mean balanced accuracy (chance " + _pct(attr["chance"]) + ") | 95% interval |"
+    rule = "|---|---:|---:|"
     if has_rec:
+        constant = rec.get("constant_reconstruction", {}).get("mean_cosine_distance")
         header += (
-            " reconstruction: mean cosine distance (random pairs "
+            " reconstruction: mean cosine distance (lower is closer; a constant reconstruction "
+            + _num(constant)
+            + ", random pairs of originals "
             + _num(rec["random_pairs"]["mean_cosine_distance"])
-            + "; lower is closer) |"
+            + ") |"
         )
         rule += "---:|"
     lines += [header, rule]
@@ -78,7 +81,11 @@ def markdown(results: Dict[str, Any]) -> str:
         a = _entry(attr, condition, attacker)
         if a is None:
             continue
-        row = f"| {_LABELS[(condition, attacker)]} | {_pct(a.get('mean_balanced_accuracy'))} |"
+        interval = a.get("mean_balanced_accuracy_ci95") or [None, None]
+        row = (
+            f"| {_LABELS[(condition, attacker)]} | {_pct(a.get('mean_balanced_accuracy'))} "
+            f"| {_pct(interval[0])}–{_pct(interval[1])} |"
+        )
         if has_rec:
             r = _entry(rec, condition, attacker)
             row += f" {_num(r.get('mean_cosine_distance') if r else None)} |"
@@ -86,7 +93,8 @@ def markdown(results: Dict[str, Any]) -> str:
     lines += [
         "",
         f"Attribute heads: one batch norm + one linear layer per attribute, class-weighted cross-entropy, "
-        f"selected on {attr['model_selection']['validation']} (best epoch {attr['model_selection']['best_epoch']}). "
+        f"selected on {attr['model_selection']['validation']} (epoch {attr['model_selection']['best_epoch']}). "
+        f"Intervals: {attr.get('interval', 'none')}. "
         "Naive: the plaintext-trained models read intercepted words as float32 (non-finite values set to 0, each "
         "dimension clipped to a widened range of plain features). Adaptive: ciphertext-only cryptanalysis first.",
         "",
@@ -151,7 +159,7 @@ def markdown(results: Dict[str, Any]) -> str:
         "",
         "| measure | ShuffleBits | ChaCha20-Poly1305 cascade |",
         "|---|---:|---:|",
-        f"| plaintext zeros exposed (of all values; {_pct(leak['zero_fraction'])} are zero) "
+        f"| plaintext zeros exposed (share of the zeros; {_pct(leak['zero_fraction'], 2)} of all values are zero) "
         f"| {_pct(leak['shufflebits']['zero_fraction_exposed'])} | {_pct(leak['sealed']['zero_fraction_exposed'])} |",
         f"| correlation of ciphertext popcount with plaintext value | "
         f"{_num(leak['shufflebits']['hamming_weight_value_correlation'])} | "
@@ -192,9 +200,11 @@ def summary_lines(results: Dict[str, Any]) -> List[str]:
         f"{_pct(fixed['values_exact'])} values exact, "
         f"cosine {_num(fixed['cosine'])}; a fresh key per vector: median cosine {_num(single['cosine_median'])}"
     )
+    leak = crypt["leakage"]
     out.append(
         f"known plaintext: {crypt['known_plaintext']['pairs_to_full_key']} vector(s) decrypt everything; "
-        f"zeros exposed by ShuffleBits: {_pct(crypt['leakage']['zero_fraction_exposed'])} of all values"
+        f"ShuffleBits exposes {_pct(leak['zero_fraction_exposed'])} of the zeros "
+        f"({_pct(leak['zero_fraction'], 2)} of all values are zero)"
     )
     return out
 
@@ -227,7 +237,7 @@ def _key_recovery_figure(results: Dict[str, Any], path: pathlib.Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     known = crypt["known_plaintext"]["curve"]
     ks = [p["vectors"] for p in known]
-    left.plot(ks, [p["key_positions_recovered"] for p in known], "o-", label="key positions pinned down")
+    left.plot(ks, [p["positions_unique"] for p in known], "o-", label="key positions pinned down")
     left.plot(ks, [p["values_exact"] for p in known], "s-", label="other values decrypted exactly")
     left.set_xlabel("known (plaintext, ciphertext) vectors")
     left.set_ylim(0, 1.02)
