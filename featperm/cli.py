@@ -1,4 +1,5 @@
-"""The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``, ``attack-features``.
+"""The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``, ``attack-features``,
+``protect``.
 
 Every command has ``--help``. A bad argument or a bad file gets one line on stderr and exit status
 2, never a traceback (``FEATPERM_TRACEBACK=1`` shows it, for debugging featperm). ``keys`` works
@@ -19,7 +20,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from featperm import attack_features, bench
+from featperm import attack_features, bench, protect_command
 from featperm._version import __version__
 from featperm.bench import cpu_model
 from featperm.errors import FeatpermError
@@ -227,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attack_features.add_arguments(attack_parser)
     attack_parser.set_defaults(run=attack_features.run)
+
+    protect_parser = commands.add_parser(
+        "protect", help="train a block-shuffle-protected ResNet-18, evaluate it, attack it (Tables I-III)"
+    )
+    protect_command.add_arguments(protect_parser)
+    protect_parser.set_defaults(run=protect_command.run)
     return parser
 
 
