@@ -6,13 +6,11 @@ seed, writing ``results.json``.
   sealed features (:func:`run_feature_attacks`, ``featperm attack-features``).
 * :mod:`~featperm.experiments.extractor` — the proprietary re-ID feature extractor, trained and
   cached by its settings and seed.
-
 * :mod:`~featperm.experiments.model_protection` — AprilPyone & Kiya's Tables I-III on a
   block-shuffle-protected ResNet-18 (:func:`run_model_protection`, ``featperm protect``).
 
-Layer: experiments may import everything below them
-(keys, ops, crypto, nn, models, transforms, datasets, attacks); only report and the command line
-import experiments.
+Layer: experiments may import everything below them (keys, ops, crypto, nn, models, transforms,
+datasets, attacks); only report and the command line import experiments.
 """
 
 __all__: list = []
