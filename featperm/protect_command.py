@@ -4,9 +4,9 @@ Table I, and attack it by key estimation (Table II) and fine-tuning (Table III).
     featperm protect --out runs/p --quick
     featperm protect --out runs/c --data cifar10 --data-dir ~/data --width 64 --preset paper --device cuda
 
-Writes ``results.json`` and ``results.md`` into ``--out`` and prints a summary. The experiment
-loads only when the command runs (it needs the compiled library, scikit-learn for the digits,
-and tqdm).
+Writes ``results.json``, ``results.md`` and ``accuracy_vs_budget.png`` into ``--out`` and prints a
+summary. The experiment loads only when the command runs (it needs the compiled library,
+scikit-learn for the digits, tqdm and matplotlib).
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs:
         config = dataclasses.replace(config, train=dataclasses.replace(config.training(), epochs=args.epochs))
     results = experiment.run_model_protection(config, args.out, progress=not args.no_progress)
-    report.render_model_protection(args.out)
+    written = report.render_model_protection(args.out)
     for line in report.summary_lines(results):
         print(line)
-    print(f"results: {args.out / 'results.json'}, {args.out / 'results.md'}")
+    print(f"results: {args.out / 'results.json'}; report and figure: " + ", ".join(p.name for p in written))
     return 0

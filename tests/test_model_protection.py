@@ -31,7 +31,10 @@ def test_results_contract(tiny_run):
     for entry in results["fine_tuning"].values():
         assert set(entry) == {"stolen", "scratch"} and all(0 <= v <= 100 for v in entry.values())
     assert results["key_positions"] == 8 * 2 * 2
-    text = render_model_protection(out)[0].read_text()
+    written = render_model_protection(out)
+    assert [p.name for p in written] == ["results.md", "accuracy_vs_budget.png"]
+    assert written[1].stat().st_size > 5000
+    text = written[0].read_text()
     assert "Table I" in text and f"{results['accuracy']['correct_key']:.1f}%" in text
 
 

@@ -1,12 +1,18 @@
 """Render a model-protection run (``results.json`` of
-:func:`featperm.experiments.model_protection.run_model_protection`) as ``results.md``: the
-paper's Tables I-III for one model, every number from the file."""
+:func:`featperm.experiments.model_protection.run_model_protection`) as ``results.md`` (the paper's
+Tables I-III for one model) and ``accuracy_vs_budget.png`` (test accuracy each attack restores
+against the labelled images it used), every number from the file."""
 
 from __future__ import annotations
 
 import json
 import pathlib
 from typing import Any, Dict, List, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
 
 __all__ = ["markdown", "render_model_protection", "summary_lines"]
 
@@ -83,10 +89,52 @@ def summary_lines(results: Dict[str, Any]) -> List[str]:
     return out
 
 
+def _budget_figure(results: Dict[str, Any], path: pathlib.Path) -> None:
+    acc, est = results["accuracy"], results["key_estimation"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    sizes = sorted(results["fine_tuning"], key=int)
+    if sizes:
+        xs = [int(k) for k in sizes]
+        ax.plot(xs, [results["fine_tuning"][k]["stolen"] for k in sizes], "o-", label="fine-tuned stolen model")
+        ax.plot(xs, [results["fine_tuning"][k]["scratch"] for k in sizes], "s--", label="trained from scratch")
+    ax.scatter(
+        [est["attack_images"]],
+        [est["accuracy"]],
+        marker="*",
+        s=160,
+        color="C3",
+        zorder=3,
+        label=f"key estimation ({est['rounds']} round(s))",
+    )
+    ax.scatter(
+        [est["attack_images"]],
+        [est["random_key_search"]["accuracy"]],
+        marker="x",
+        s=80,
+        color="C4",
+        zorder=3,
+        label=f"best of {est['random_key_search']['keys']} random keys",
+    )
+    ax.axhline(acc["correct_key"], color="C2", ls=":", label="with the key")
+    ax.axhline(acc["wrong_keys_mean"], color="gray", ls=":", label="wrong keys (mean)")
+    ax.axhline(acc["chance"], color="black", ls="--", lw=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled images the attacker uses")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("What each attack restores, against its label budget")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def render_model_protection(out_dir: str | pathlib.Path) -> List[pathlib.Path]:
-    """Write ``results.md`` next to ``results.json``; returns its path in a list."""
+    """Write ``results.md`` and ``accuracy_vs_budget.png`` next to ``results.json``; returns
+    their paths."""
     out = pathlib.Path(out_dir)
     results = json.loads((out / "results.json").read_text())
-    path = out / "results.md"
-    path.write_text(markdown(results))
-    return [path]
+    paths = [out / "results.md", out / "accuracy_vs_budget.png"]
+    paths[0].write_text(markdown(results) + "\n![accuracy against the attack budget](accuracy_vs_budget.png)\n")
+    _budget_figure(results, paths[1])
+    return paths
