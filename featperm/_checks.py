@@ -32,6 +32,8 @@ This module depends on the standard library and torch only (the key layer uses i
 from __future__ import annotations
 
 import operator
+import os
+from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -41,11 +43,27 @@ __all__ = ["integer", "tensor", "key_tensor", "permutation_rows", "secret", "tex
 MIN_SECRET_BYTES = 16  # 128 bits: the least any API accepts
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """A value for an error message: its type and a repr cut to 40 characters."""
     text = repr(value)
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{type(value).__name__} {text}"
+
+
+_describe = describe
+
+
+def path(where: str, name: str, value: object) -> Path:
+    """``value`` as a Path: TypeError unless a str or a text os.PathLike, ValueError if empty."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got {describe(value)}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise TypeError(f"{where}: {name} must be a text path, got {describe(text)}")
+    if not text:
+        raise ValueError(f"{where}: {name} must be a non-empty path, got ''")
+    return Path(text)
 
 
 def integer(

@@ -18,19 +18,11 @@ import importlib
 import pathlib
 import sys
 
+from featperm._arguments import positive_int
+
 __all__ = ["add_arguments", "run"]
 
 DATA_SOURCES = ("synthetic", "market1501", "duke")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,15 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cpu (default) or cuda; the CUDA path has not yet run on a GPU (README: where the tests have run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
-    parser.add_argument("--image-size", nargs=2, type=_positive, metavar=("H", "W"), help="image height and width")
+    parser.add_argument("--image-size", nargs=2, type=positive_int, metavar=("H", "W"), help="image height and width")
     parser.add_argument(
         "--identities",
         nargs=3,
-        type=_positive,
+        type=positive_int,
         metavar=("PROPRIETARY", "LOCAL", "USERS"),
         help="built-in data: identities of the proprietary, attacker's and users' sets",
     )
-    parser.add_argument("--images-per-identity", type=_positive, metavar="K", help="built-in data: images per identity")
+    parser.add_argument(
+        "--images-per-identity", type=positive_int, metavar="K", help="built-in data: images per identity"
+    )
     parser.add_argument(
         "--target-domain",
         choices=("campus", "street", "mall"),
@@ -76,9 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'mall' (campus, the default: a moderate shift, as between two re-ID datasets; street: a hard one; "
         "mall: none)",
     )
-    parser.add_argument("--extractor-epochs", type=_positive, help="epochs of the proprietary extractor")
-    parser.add_argument("--attribute-epochs", type=_positive, help="epochs of the attribute heads (paper: 100)")
-    parser.add_argument("--reconstruction-epochs", type=_positive, help="epochs of the generator")
+    parser.add_argument("--extractor-epochs", type=positive_int, help="epochs of the proprietary extractor")
+    parser.add_argument("--attribute-epochs", type=positive_int, help="epochs of the attribute heads (paper: 100)")
+    parser.add_argument("--reconstruction-epochs", type=positive_int, help="epochs of the generator")
     parser.add_argument(
         "--reconstruction", choices=("gan", "autoencoder", "none"), default="gan", help="generator losses"
     )

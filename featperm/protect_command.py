@@ -16,17 +16,9 @@ import dataclasses
 import importlib
 import pathlib
 
+from featperm._arguments import positive_int
+
 __all__ = ["add_arguments", "run"]
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,21 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="layer1",
         help="where the block shuffle sits (default layer1)",
     )
-    parser.add_argument("--block-size", type=_positive, default=2, metavar="M", help="block size M (default 2)")
-    parser.add_argument("--width", type=_positive, help="ResNet-18 width (64: the paper's; default 16, quick 8)")
+    parser.add_argument("--block-size", type=positive_int, default=2, metavar="M", help="block size M (default 2)")
+    parser.add_argument("--width", type=positive_int, help="ResNet-18 width (64: the paper's; default 16, quick 8)")
     parser.add_argument(
         "--preset",
         choices=("small", "fast", "paper"),
         default="small",
         help="training recipe: small (CPU, small data), fast, paper (200 epochs)",
     )
-    parser.add_argument("--epochs", type=_positive, help="training epochs (overrides the preset's)")
-    parser.add_argument("--wrong-keys", type=_positive, help="wrong keys to evaluate (default 100, quick 20)")
-    parser.add_argument("--attack-images", type=_positive, help="the thief's labelled images for key estimation")
-    parser.add_argument("--rounds", type=_positive, help="key-estimation rounds over all pairs (paper: 10)")
-    parser.add_argument("--random-keys", type=_positive, help="keys tried by random key search")
-    parser.add_argument("--fine-tune-sizes", type=_positive, nargs="+", metavar="N", help="|D'| values")
-    parser.add_argument("--fine-tune-epochs", type=_positive, help="fine-tuning epochs (paper: 30)")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs (overrides the preset's)")
+    parser.add_argument("--wrong-keys", type=positive_int, help="wrong keys to evaluate (default 100, quick 20)")
+    parser.add_argument("--attack-images", type=positive_int, help="the thief's labelled images for key estimation")
+    parser.add_argument("--rounds", type=positive_int, help="key-estimation rounds over all pairs (paper: 10)")
+    parser.add_argument("--random-keys", type=positive_int, help="keys tried by random key search")
+    parser.add_argument("--fine-tune-sizes", type=positive_int, nargs="+", metavar="N", help="|D'| values")
+    parser.add_argument("--fine-tune-epochs", type=positive_int, help="fine-tuning epochs (paper: 30)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "featperm"
 
 # Rank of each top-level piece of the package: a module may import only ranks <= its own.
 RANKS = {
-    "featperm._version": 0, "featperm.errors": 0, "featperm._checks": 0,
+    "featperm._version": 0, "featperm.errors": 0, "featperm._checks": 0, "featperm._lazy": 0,
     "featperm.keys": 1,
     "featperm.ops": 2, "featperm._C": 2, "featperm.bits": 2, "featperm.block": 2,  # old module paths
     "featperm.crypto": 3,
@@ -23,7 +23,7 @@ RANKS = {
     "featperm.attacks": 6,
     "featperm.experiments": 7,
     "featperm.report": 8,
-    "featperm.demo": 9, "featperm.bench": 9, "featperm.attack_features": 9, "featperm.protect_command": 9,
+    "featperm.demo": 9, "featperm.bench": 9, "featperm.attack_features": 9, "featperm.protect_command": 9, "featperm._arguments": 9,
     "featperm.cli": 10,
     "featperm": 11,  # the facade (featperm/__init__.py) may name anything
 }

@@ -20,8 +20,7 @@ featperm.attacks.known_plaintext`` needs neither the compiled library nor scipy.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Dict, List
+from featperm._lazy import lazy_names
 
 _MODULES = {
     "featperm.attacks.known_plaintext": [
@@ -74,18 +73,4 @@ _MODULES = {
         "positions_recovered",
     ],
 }
-_LAZY: Dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
-
-__all__: List[str] = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'featperm.attacks' has no attribute {name!r}")
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_names(__name__, _MODULES, globals())

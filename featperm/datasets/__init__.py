@@ -19,8 +19,7 @@ need scipy and Pillow; the synthetic data needs only torch).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Dict, List
+from featperm._lazy import lazy_names
 
 _MODULES = {
     "featperm.datasets.attributes": ["AttributeImages", "MISSING"],
@@ -43,18 +42,4 @@ _MODULES = {
         "features_for_paths",
     ],
 }
-_LAZY: Dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
-
-__all__: List[str] = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'featperm.datasets' has no attribute {name!r}")
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(__all__))
+__all__, __getattr__, __dir__ = lazy_names(__name__, _MODULES, globals())

@@ -31,6 +31,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from featperm import _checks
+
 __all__ = [
     "FeatureSet",
     "load_feature_file",
@@ -47,24 +49,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 RESERVED_NAMES = ("features", "split")  # every other array of a user feature file is an attribute
 AUTHORS_PATHS_KEY = "accumulated_image_file_paths"
 AUTHORS_FEATURES_KEY = "accumulated_feature_array"
-
-
-def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _path_arg(where: str, name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got {_describe(value)}")
-    text = os.fspath(value)
-    if not isinstance(text, str):
-        raise TypeError(f"{where}: {name} must be a text path, got bytes {text!r}")
-    if not text:
-        raise ValueError(f"{where}: {name} must be a non-empty path, got ''")
-    return Path(text)
 
 
 @dataclasses.dataclass
@@ -174,7 +158,7 @@ def _remap(labels: np.ndarray) -> Tuple[torch.Tensor, Tuple[str, ...]]:
 def load_feature_file(path: PathLike) -> FeatureSet:
     """Reads a user feature file (the format of the module docstring) into a :class:`FeatureSet`."""
     where = "load_feature_file"
-    file = _path_arg(where, "path", path)
+    file = _checks.path(where, "path", path)
     arrays = _open_npz(where, file, "feature file")
     if "features" not in arrays:
         raise ValueError(
@@ -232,20 +216,20 @@ def save_feature_file(
     in the user format that :func:`load_feature_file` reads. The file is written exactly at
     ``path`` (no ``.npz`` is appended)."""
     where = "save_feature_file"
-    file = _path_arg(where, "path", path)
+    file = _checks.path(where, "path", path)
     tensor = _tensor_arg(where, "features", features)
     if not tensor.dtype.is_floating_point:
         raise TypeError(f"{where}: features must have a floating dtype, got {tensor.dtype}")
     array = _float_features(where, "features", tensor.detach().cpu().to(torch.float64).numpy())
     n = int(array.shape[0])
     if not isinstance(attributes, Mapping):
-        raise TypeError(f"{where}: attributes must be a mapping of name to tensor, got {_describe(attributes)}")
+        raise TypeError(f"{where}: attributes must be a mapping of name to tensor, got {_checks.describe(attributes)}")
     if not attributes:
         raise ValueError(f"{where}: attributes must name at least one attribute, got an empty mapping")
     arrays: Dict[str, np.ndarray] = {"features": array.numpy()}
     for name, labels in attributes.items():
         if not isinstance(name, str):
-            raise TypeError(f"{where}: attribute names must be str, got {_describe(name)}")
+            raise TypeError(f"{where}: attribute names must be str, got {_checks.describe(name)}")
         if not name or name in RESERVED_NAMES or "/" in name:
             raise ValueError(
                 f"{where}: attribute name must be non-empty, without '/', and not one of "
@@ -267,7 +251,7 @@ def load_authors_feature_file(path: PathLike) -> Tuple[List[str], torch.Tensor]:
     """The ShuffleBits authors' feature file: the image paths (N strings, as stored) and the
     features (N, D) float32 (finite, any real floating dtype in the file)."""
     where = "load_authors_feature_file"
-    file = _path_arg(where, "path", path)
+    file = _checks.path(where, "path", path)
     arrays = _open_npz(where, file, "feature file of the ShuffleBits authors")
     missing = [k for k in (AUTHORS_PATHS_KEY, AUTHORS_FEATURES_KEY) if k not in arrays]
     if missing:
@@ -311,10 +295,10 @@ def features_for_paths(
     """
     where = "features_for_paths"
     if isinstance(file_paths, (str, bytes)) or not isinstance(file_paths, Sequence):
-        raise TypeError(f"{where}: file_paths must be a sequence of str, got {_describe(file_paths)}")
+        raise TypeError(f"{where}: file_paths must be a sequence of str, got {_checks.describe(file_paths)}")
     for i, stored in enumerate(file_paths):
         if not isinstance(stored, str):
-            raise TypeError(f"{where}: file_paths[{i}] must be a str, got {_describe(stored)}")
+            raise TypeError(f"{where}: file_paths[{i}] must be a str, got {_checks.describe(stored)}")
     table = _tensor_arg(where, "features", features)
     if table.dim() != 2 or table.shape[0] != len(file_paths):
         raise ValueError(
@@ -322,11 +306,11 @@ def features_for_paths(
             f"got {tuple(table.shape)}"
         )
     if isinstance(paths, (str, bytes, os.PathLike)) or not isinstance(paths, Sequence):
-        raise TypeError(f"{where}: paths must be a sequence of paths, got {_describe(paths)}")
-    base = os.path.abspath(_path_arg(where, "root", root))
+        raise TypeError(f"{where}: paths must be a sequence of paths, got {_checks.describe(paths)}")
+    base = os.path.abspath(_checks.path(where, "root", root))
     wanted = []
     for i, p in enumerate(paths):
-        full = os.path.abspath(_path_arg(where, f"paths[{i}]", p))
+        full = os.path.abspath(_checks.path(where, f"paths[{i}]", p))
         relative = os.path.relpath(full, base)
         if relative == os.curdir or relative.split(os.sep)[0] == os.pardir:
             raise ValueError(f"{where}: paths[{i}] = {full} does not lie under root {base}")

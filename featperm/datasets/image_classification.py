@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import operator
 import os
 import pickle
 import re
@@ -49,6 +48,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from PIL import Image
+
+from featperm import _checks
 
 __all__ = [
     "ImageClassificationData",
@@ -85,45 +86,13 @@ IMAGE_FOLDER_LAYOUT = (
 # argument checks
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _integer(where: str, name: str, value: object, *, minimum: int, maximum: Optional[int] = None) -> int:
-    if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
-        raise TypeError(f"{where}: {name} must be an integer, got {_describe(value)}")
-    try:
-        result = int(operator.index(value))  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{where}: {name} must be an integer, got {_describe(value)}") from None
-    if result < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {result}")
-    if maximum is not None and result > maximum:
-        raise ValueError(f"{where}: {name} must be <= {maximum}, got {result}")
-    return result
-
-
 def _fraction(where: str, name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{where}: {name} must be a number strictly between 0 and 1, got {_describe(value)}")
+        raise TypeError(f"{where}: {name} must be a number strictly between 0 and 1, got {_checks.describe(value)}")
     result = float(value)
     if not 0.0 < result < 1.0:  # also refuses NaN
         raise ValueError(f"{where}: {name} must be strictly between 0 and 1, got {result!r}")
     return result
-
-
-def _path(where: str, name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got {_describe(value)}")
-    text = os.fspath(value)
-    if not isinstance(text, str):
-        raise TypeError(f"{where}: {name} must be a str path, got {_describe(text)}")
-    if text == "":
-        raise ValueError(f"{where}: {name} must be a non-empty path, got ''")
-    return Path(text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,9 +119,9 @@ class ImageClassificationData:
     def __post_init__(self) -> None:
         where = "ImageClassificationData"
         if not isinstance(self.name, str):
-            raise TypeError(f"{where}: name must be a str, got {_describe(self.name)}")
+            raise TypeError(f"{where}: name must be a str, got {_checks.describe(self.name)}")
         if not isinstance(self.classes, (tuple, list)) or not all(isinstance(c, str) for c in self.classes):
-            raise TypeError(f"{where}: classes must be a tuple of str, got {_describe(self.classes)}")
+            raise TypeError(f"{where}: classes must be a tuple of str, got {_checks.describe(self.classes)}")
         self.classes = tuple(self.classes)
         if len(self.classes) == 0:
             raise ValueError(f"{where}: classes must not be empty")
@@ -204,10 +173,10 @@ class ImageClassificationData:
         """
         where = "ImageClassificationData.subset_train"
         total = int(self.train_labels.shape[0])
-        count = _integer(where, "count", count, minimum=1)
+        count = _checks.integer(where, "count", count, minimum=1)
         if count > total:
             raise ValueError(f"{where}: count must be <= the {total} training images, got {count}")
-        seed = _integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
+        seed = _checks.integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
         generator = torch.Generator().manual_seed(seed)
         # The per-class orders and the priority of classes depend on the seed only, not on count,
         # so subsets for growing counts are nested.
@@ -296,8 +265,8 @@ def load_digits_rgb(size: int = 32, seed: int = 0, test_fraction: float = 0.2) -
     rounded, the grey replicated to 3 channels; a seeded stratified split (about 1437 / 360 at
     the default 0.2). Needs scikit-learn (ImportError without it); deterministic."""
     where = "load_digits_rgb"
-    size = _integer(where, "size", size, minimum=1, maximum=MAX_SIZE)
-    seed = _integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
+    size = _checks.integer(where, "size", size, minimum=1, maximum=MAX_SIZE)
+    seed = _checks.integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
     test_fraction = _fraction(where, "test_fraction", test_fraction)
     try:
         sklearn_datasets = importlib.import_module("sklearn.datasets")
@@ -393,7 +362,7 @@ def _read_class_names(where: str, path: Path) -> Tuple[str, ...]:
     content = _unpickle(where, path)
     names = _entry(where, path, content, "label_names")
     if not isinstance(names, (list, tuple)) or not names:
-        raise ValueError(f"{where}: {path}: label_names must be a non-empty list, got {_describe(names)}")
+        raise ValueError(f"{where}: {path}: label_names must be a non-empty list, got {_checks.describe(names)}")
     classes: List[str] = []
     for item in names:
         if isinstance(item, bytes):
@@ -402,7 +371,7 @@ def _read_class_names(where: str, path: Path) -> Tuple[str, ...]:
             except UnicodeDecodeError:
                 raise ValueError(f"{where}: {path}: label name {item!r} is not UTF-8") from None
         if not isinstance(item, str):
-            raise ValueError(f"{where}: {path}: label names must be strings, got {_describe(item)}")
+            raise ValueError(f"{where}: {path}: label names must be strings, got {_checks.describe(item)}")
         classes.append(item)
     return tuple(classes)
 
@@ -414,7 +383,7 @@ def load_cifar10(root: PathArg) -> ImageClassificationData:
     gaps) is read. FileNotFoundError (naming the path and the layout) for a missing folder or
     file, ValueError for a malformed one."""
     where = "load_cifar10"
-    base = _path(where, "root", root)
+    base = _checks.path(where, "root", root)
     if not base.is_dir():
         what = "is not a folder" if base.exists() else "does not exist"
         raise FileNotFoundError(f"{where}: {base} {what}; expected {CIFAR10_LAYOUT}")
@@ -524,10 +493,10 @@ def load_image_folder(
     folder's name. FileNotFoundError for a missing folder or a class folder without images,
     ValueError for an unreadable image or only one of train/test."""
     where = "load_image_folder"
-    base = _path(where, "root", root)
+    base = _checks.path(where, "root", root)
     if size is not None:
-        size = _integer(where, "size", size, minimum=1, maximum=MAX_SIZE)
-    seed = _integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
+        size = _checks.integer(where, "size", size, minimum=1, maximum=MAX_SIZE)
+    seed = _checks.integer(where, "seed", seed, minimum=0, maximum=_MAX_SEED)
     test_fraction = _fraction(where, "test_fraction", test_fraction)
     if not base.is_dir():
         what = "is not a folder" if base.exists() else "does not exist"
@@ -573,7 +542,7 @@ def load_image_classification(name: str, root: Optional[PathArg] = None, **kwarg
     loader (an unknown one raises its TypeError)."""
     where = "load_image_classification"
     if not isinstance(name, str):
-        raise TypeError(f"{where}: name must be a str (one of {', '.join(_LOADERS)}), got {_describe(name)}")
+        raise TypeError(f"{where}: name must be a str (one of {', '.join(_LOADERS)}), got {_checks.describe(name)}")
     key = name.strip().lower()
     if key not in _LOADERS:
         raise ValueError(f"{where}: name must be one of {', '.join(_LOADERS)}, got {name!r}")

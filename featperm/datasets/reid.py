@@ -47,6 +47,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from featperm import _checks
 from featperm.datasets.attributes import MISSING, AttributeImages
 
 __all__ = [
@@ -115,41 +116,17 @@ _FILE_EXAMPLE = {"market1501": "0002_c1s1_000451_03.jpg", "duke": "0005_c2_f0046
 # arguments
 
 
-def _describe(value: object) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _path_arg(where: str, name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{where}: {name} must be a path (str or os.PathLike), got {_describe(value)}")
-    text = os.fspath(value)
-    if not isinstance(text, str):
-        raise TypeError(f"{where}: {name} must be a text path, got bytes {text!r}")
-    if not text:
-        raise ValueError(f"{where}: {name} must be a non-empty path, got ''")
-    return Path(text)
-
-
 def _name_arg(where: str, value: object, *, optional: bool = False) -> Optional[str]:
     if value is None and optional:
         return None
     if not isinstance(value, str):
         expected = "None or a str" if optional else "a str"
-        raise TypeError(f"{where}: name must be {expected} (one of {', '.join(DATASETS)}), got {_describe(value)}")
+        raise TypeError(
+            f"{where}: name must be {expected} (one of {', '.join(DATASETS)}), got {_checks.describe(value)}"
+        )
     if value not in DATASETS:
         raise ValueError(f"{where}: name must be one of {', '.join(DATASETS)}, got {value!r}")
     return value
-
-
-def _size_arg(where: str, name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: {name} must be an integer, got {_describe(value)}")
-    if value < 1:
-        raise ValueError(f"{where}: {name} must be >= 1, got {int(value)}")
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +202,7 @@ def _struct_fields(struct: object) -> Tuple[str, ...]:
 def _unwrap_struct(where: str, path: Path, value: object, what: str) -> np.ndarray:
     """The single record of a MATLAB 1x1 struct as loadmat returns it."""
     if not isinstance(value, np.ndarray) or not _struct_fields(value) or value.size != 1:
-        raise ValueError(f"{where}: {path}: {what} must be a 1x1 MATLAB struct, got {_describe(value)}")
+        raise ValueError(f"{where}: {path}: {what} must be a 1x1 MATLAB struct, got {_checks.describe(value)}")
     return value.reshape(-1)[0]
 
 
@@ -294,7 +271,7 @@ def read_attribute_file(path: PathLike, name: Optional[str] = None) -> Attribute
     ``dropped_identities`` says how many per split.
     """
     where = "read_attribute_file"
-    file = _path_arg(where, "path", path)
+    file = _checks.path(where, "path", path)
     dataset = _name_arg(where, name, optional=True)
     if not file.is_file():
         raise FileNotFoundError(
@@ -406,7 +383,7 @@ def find_reid_folders(root: PathLike, name: str) -> Tuple[Path, Path]:
     """The dataset folder (holding ``bounding_box_train`` etc.) and the attribute file of dataset
     ``name`` under ``root``; FileNotFoundError, with :func:`reid_layout_help`, when either is missing."""
     where = "find_reid_folders"
-    base = _path_arg(where, "root", root)
+    base = _checks.path(where, "root", root)
     dataset = _name_arg(where, name)
     assert dataset is not None
     return _find(where, base, dataset)
@@ -495,7 +472,7 @@ def load_reid_dataset(root: PathLike, name: str) -> Dict[str, AttributeImages]:
     Returns ``{"train": ..., "test": ...}``; ``test`` is the query images followed by the gallery.
     """
     where = "load_reid_dataset"
-    base = _path_arg(where, "root", root)
+    base = _checks.path(where, "root", root)
     dataset = _name_arg(where, name)
     assert dataset is not None
     folder, attribute_file = _find(where, base, dataset)
@@ -517,12 +494,12 @@ def load_images(
     bilinear filter. ``progress``, when given, is called with the number of images read so far."""
     where = "load_images"
     if isinstance(paths, (str, bytes, os.PathLike)) or not isinstance(paths, Sequence):
-        raise TypeError(f"{where}: paths must be a sequence of paths, got {_describe(paths)}")
-    h = _size_arg(where, "height", height)
-    w = _size_arg(where, "width", width)
+        raise TypeError(f"{where}: paths must be a sequence of paths, got {_checks.describe(paths)}")
+    h = _checks.integer(where, "height", height, minimum=1)
+    w = _checks.integer(where, "width", width, minimum=1)
     if progress is not None and not callable(progress):
-        raise TypeError(f"{where}: progress must be None or callable, got {_describe(progress)}")
-    files = [_path_arg(where, f"paths[{i}]", p) for i, p in enumerate(paths)]
+        raise TypeError(f"{where}: progress must be None or callable, got {_checks.describe(progress)}")
+    files = [_checks.path(where, f"paths[{i}]", p) for i, p in enumerate(paths)]
     out = np.empty((len(files), h, w, 3), dtype=np.uint8)
     for i, file in enumerate(files):
         if not file.is_file():

@@ -30,7 +30,7 @@ import math
 import pathlib
 import platform
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -64,6 +64,7 @@ from featperm.crypto import seal
 from featperm.datasets.feature_files import FeatureSet, features_for_paths, load_authors_feature_file, load_feature_file
 from featperm.datasets.pedestrians import synthetic_pedestrians
 from featperm.datasets.reid import load_images, load_reid_dataset
+from featperm.experiments._progress import run_with_bar
 from featperm.experiments.extractor import ExtractorConfig, cached_extractor, extract_features, to_float
 from featperm.keys import BitKey
 from featperm.models.feature_extractor import ReidFeatureExtractor
@@ -181,29 +182,6 @@ class _Prepared:
     extractor: Optional[ReidFeatureExtractor] = None
 
 
-class _Bar:
-    """A tqdm bar whose callback signature (done, total) fits the attacks' progress hooks."""
-
-    def __init__(self, desc: str, total: int, enabled: bool):
-        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _run_with_bar(desc: str, total: int, enabled: bool, fn: Callable[[Callable[[int, int], None]], Any]) -> Any:
-    bar = _Bar(desc, total, enabled)
-    try:
-        return fn(bar)
-    finally:
-        bar.close()
-
-
 # -- data --------------------------------------------------------------------------------------
 
 
@@ -221,7 +199,7 @@ def _prepare_synthetic(config: FeatureAttackConfig, progress: bool) -> _Prepared
     local = synthetic_pedestrians(config.local_identities, per, domain=target, seed=s + 2, height=h, width=w)
     assert proprietary.images is not None and users.images is not None and local.images is not None
     tag = f"synthetic-pedestrians mall seed={s} ids={config.proprietary_identities} per={per} {h}x{w}"
-    extractor, cached = _run_with_bar(
+    extractor, cached = run_with_bar(
         "proprietary extractor",
         config.extractor.epochs,
         progress,
@@ -285,7 +263,7 @@ def _prepare_reid(config: FeatureAttackConfig, progress: bool) -> _Prepared:
         other = "duke" if config.data == "market1501" else "market1501"
         proprietary = load_reid_dataset(config.data_dir, other)["train"]
         proprietary.images = load_images(proprietary.paths or [], config.height, config.width)
-        extractor, cached = _run_with_bar(
+        extractor, cached = run_with_bar(
             "proprietary extractor",
             config.extractor.epochs,
             progress,
@@ -441,7 +419,7 @@ def _attribute_inference(
     names = list(prepared.local_labels)
     num_classes = {n: len(prepared.classes[n]) for n in names}
     settings = dataclasses.replace(config.attributes, seed=config.seed)
-    result = _run_with_bar(
+    result = run_with_bar(
         "attribute inference",
         config.attributes.epochs,
         progress,
@@ -507,7 +485,7 @@ def _perceptual_network(
         return resnet50_perceptual(config.perceptual_weights)
     names = list(prepared.local_labels)
     images = prepared.local_images
-    return _run_with_bar(
+    return run_with_bar(
         "perceptual network",
         config.perceptual_epochs,
         progress,
@@ -533,7 +511,7 @@ def _reconstruction(
     perceptual = _perceptual_network(prepared, config, progress)
     local_images = prepared.local_images
     settings = dataclasses.replace(config.reconstruction, seed=config.seed)
-    trained = _run_with_bar(
+    trained = run_with_bar(
         "reconstruction generator",
         config.reconstruction.epochs,
         progress,
@@ -613,7 +591,8 @@ def _cryptanalysis(prepared: _Prepared, intercepted: Dict[str, Any], config: Fea
     # Ciphertext only, one fixed key, against the number of intercepted vectors.
     fixed_curve = []
     for k in sorted({c for c in config.intercepted_counts if c < n} | {n}):
-        estimate = crypt.recover_fixed_key(fixed_words[:k], model)
+        # all n vectors: the key the adaptive attacker already recovered (_intercepted)
+        estimate = intercepted["recovered_keys"]["fixed"] if k == n else crypt.recover_fixed_key(fixed_words[:k], model)
         quality = crypt.decryption_quality(unshuffle_bits(fixed_words, estimate, dtype=torch.float32), plain)
         fixed_curve.append(
             {"vectors": k, "key_positions_recovered": crypt.key_positions_recovered(estimate, fixed_key), **quality}

@@ -47,6 +47,7 @@ from featperm.datasets.image_classification import (
     ImageClassificationData,
     load_image_classification,
 )
+from featperm.experiments._progress import run_with_bar
 from featperm.keys import BlockKey
 from featperm.models.resnet_cifar import ResNetCifar, resnet18_cifar
 from featperm.nn import protect, set_key, unprotect
@@ -278,26 +279,16 @@ def _stream(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"featperm protect {purpose} {seed}".encode()).digest()[:8], "little") >> 1
 
 
-def _bar(desc: str, total: int, enabled: bool) -> Tuple[Any, ProgressCallback]:
-    bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
-
-    def update(done: int, total_now: int) -> None:
-        bar.total = total_now
-        bar.n = done
-        bar.refresh()
-
-    return bar, update
-
-
 def _trained(
     model: torch.nn.Module, data: ImageClassificationData, config: TrainConfig, device: str, desc: str, progress: bool
 ) -> Tuple[torch.nn.Module, float]:
-    bar, update = _bar(desc, config.epochs, progress)
     start = time.perf_counter()
-    try:
-        model = train_classifier(model, data.train_images, data.train_labels, config, device=device, progress=update)
-    finally:
-        bar.close()
+    model = run_with_bar(
+        desc,
+        config.epochs,
+        progress,
+        lambda bar: train_classifier(model, data.train_images, data.train_labels, config, device=device, progress=bar),
+    )
     return model, time.perf_counter() - start
 
 
