@@ -52,6 +52,8 @@ class Benchmark:
 
     @property
     def is_pytest(self) -> bool:
+        """True for a pytest-benchmark file (``test_*.py``), run through pytest; False for a
+        script run directly with ``--out``."""
         return self.script.startswith("test_")
 
 

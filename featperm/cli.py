@@ -1,5 +1,5 @@
 """The ``featperm`` command: ``info``, ``keys new|derive|show``, ``demo``, ``bench``, ``attack-features``,
-``protect``.
+``protect``, ``serve``, ``extract``.
 
 Every command has ``--help``. A bad argument or a bad file gets one line on stderr and exit status
 2, never a traceback (``FEATPERM_TRACEBACK=1`` shows it, for debugging featperm). ``keys`` works
@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence
 
 import torch
 
-from featperm import attack_features, bench, protect_command
+from featperm import attack_features, bench, protect_command, serve_command
 from featperm._version import __version__
 from featperm.bench import cpu_model
 from featperm.errors import FeatpermError
@@ -215,8 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", help="a featperm key file")
     show.set_defaults(run=_keys_show)
 
-    demo_parser = commands.add_parser("demo", help="the main job: encrypt and decrypt features of real digit images")
-    demo_parser.set_defaults(run=lambda args: importlib.import_module("featperm.demo").main())
+    demo_parser = commands.add_parser(
+        "demo",
+        help="the main job: attack plain, ShuffleBits and sealed features, protect a CNN, time the ops; "
+        "one report (built-in data, no download)",
+    )
+    # featperm.demo imports only light modules; it loads the experiments and ops when it runs.
+    demo_command = importlib.import_module("featperm.demo")
+    demo_command.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo_command.run)
 
     bench_parser = commands.add_parser("bench", help="run the benchmark suite for this device, write results")
     bench.add_arguments(bench_parser)
@@ -234,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     protect_command.add_arguments(protect_parser)
     protect_parser.set_defaults(run=protect_command.run)
+
+    serve_parser = commands.add_parser(
+        "serve", help="an HTTP feature API answering each request encrypted under its own key (FastAPI + uvicorn)"
+    )
+    serve_command.add_serve_arguments(serve_parser)
+    serve_parser.set_defaults(run=serve_command.run_serve)
+
+    extract_parser = commands.add_parser(
+        "extract", help="features of image files from a featperm serve server, decrypted here, to an .npz"
+    )
+    serve_command.add_extract_arguments(extract_parser)
+    extract_parser.set_defaults(run=serve_command.run_extract)
     return parser
 
 

@@ -53,14 +53,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-keys", type=positive_int, help="keys tried by random key search")
     parser.add_argument("--fine-tune-sizes", type=positive_int, nargs="+", metavar="N", help="|D'| values")
     parser.add_argument("--fine-tune-epochs", type=positive_int, help="fine-tuning epochs (paper: 30)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=("train", "evaluate", "key-estimation", "fine-tune", "transforms"),
+        metavar="STEP",
+        help="run only these steps (train, evaluate, key-estimation, fine-tune, transforms; default: all); "
+        "later steps load the models of an earlier run in --out",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out: skip what is recorded with the same settings, "
+        "continue training from the per-epoch checkpoints",
+    )
+    parser.add_argument(
+        "--transforms",
+        nargs="+",
+        choices=("SHF", "NP", "FFX"),
+        help="input-transform baselines to train (default: SHF NP FFX)",
+    )
+    parser.add_argument(
+        "--transform-block-sizes", type=positive_int, nargs="+", metavar="M", help="their block sizes (default 2 4)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or cuda; under torchrun, cuda means cuda:LOCAL_RANK (see docs/model_protection.md)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the whole run (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``featperm protect`` with parsed ``args``: build the config, start the process group
+    under ``torchrun``, run the stages, render the report (process 0); returns the exit status.
+    Raises ValueError for inconsistent options (caught by the CLI: one line, exit status 2)."""
     torch = importlib.import_module("torch")
     experiment = importlib.import_module("featperm.experiments.model_protection")
+    distributed = importlib.import_module("featperm.experiments.distributed")
     report = importlib.import_module("featperm.report.model_protection")
     if args.data != "digits" and not args.data_dir:
         raise ValueError(f"protect: --data {args.data} needs --data-dir")
@@ -88,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
             changes[field] = getattr(args, option)
     if args.fine_tune_sizes:
         changes["fine_tune_sizes"] = tuple(args.fine_tune_sizes)
+    if args.transforms:
+        changes["transforms"] = tuple(args.transforms)
+    if args.transform_block_sizes:
+        changes["transform_block_sizes"] = tuple(args.transform_block_sizes)
     if args.rounds:
         changes["key_estimation"] = dataclasses.replace(config.key_estimation, rounds=args.rounds)
     if args.preset != "small" and not args.quick:
@@ -95,7 +130,20 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, **changes)
     if args.epochs:
         config = dataclasses.replace(config, train=dataclasses.replace(config.training(), epochs=args.epochs))
-    results = experiment.run_model_protection(config, args.out, progress=not args.no_progress)
+    config = dataclasses.replace(config, device=distributed.start_from_environment(args.device))
+    main_process = distributed.is_main_process()
+    try:
+        results = experiment.run_model_protection(
+            config,
+            args.out,
+            progress=not args.no_progress,
+            steps=tuple(args.steps or experiment.STAGES),
+            resume=args.resume,
+        )
+    finally:
+        distributed.stop()
+    if not main_process:
+        return 0  # process 0 reports
     written = report.render_model_protection(args.out)
     for line in report.summary_lines(results):
         print(line)

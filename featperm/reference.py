@@ -60,6 +60,7 @@ def shuffle_bits_reference(x: torch.Tensor, key, inverse: bool = False) -> torch
 
 
 def unshuffle_bits_reference(y: torch.Tensor, key) -> torch.Tensor:
+    """Inverse of :func:`shuffle_bits_reference`: input bit f(i) goes back to bit i."""
     return shuffle_bits_reference(y, key, inverse=True)
 
 
@@ -104,6 +105,7 @@ def block_shuffle_reference(x: torch.Tensor, key, block_size: int, inverse: bool
 
 
 def block_unshuffle_reference(y: torch.Tensor, key, block_size: int) -> torch.Tensor:
+    """Inverse of :func:`block_shuffle_reference`: out_block[v[k]] = y_block[k]."""
     return block_shuffle_reference(y, key, block_size, inverse=True)
 
 # -- ChaCha20 and Poly1305 (RFC 8439) ------------------------------------------------------------

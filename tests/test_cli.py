@@ -29,6 +29,13 @@ def test_every_command_has_help(command):
     assert result.stdout.startswith("usage: featperm")
 
 
+def test_demo_help_names_its_options():
+    result = featperm_cli("demo", "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--out", "--seed", "--device", "--no-progress", "--report-only", "--quick"):
+        assert option in result.stdout, option
+
+
 def test_version_and_info():
     assert featperm_cli("--version").stdout.strip() == f"featperm {featperm.__version__}"
     result = featperm_cli("info")
@@ -82,6 +89,9 @@ def test_keys_new_show_derive(tmp_path):
     (["keys", "show", "{tmp}/garbage.fpk"], "not a featperm key file"),
     (["keys", "new", "--out", "{tmp}/exists.fpk"], "File exists"),
     (["keys", "derive", "--secret", "{tmp}/exists.fpk", "--label", "x", "--out", "{tmp}/b"], "holds a BitKey, expected a secret"),
+    (["demo", "--report-only", "--out", "{tmp}/no-run-here"], "no results in"),
+    (["demo", "--seed", "many"], "invalid int value"),
+    (["demo", "--seed", "-1", "--out", "{tmp}/d"], "--seed must be >= 0"),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, fragment):
     (tmp_path / "garbage.fpk").write_bytes(b"not a key")

@@ -22,8 +22,9 @@ RANKS = {
     "featperm.datasets": 5,
     "featperm.attacks": 6,
     "featperm.experiments": 7,
-    "featperm.report": 8,
+    "featperm.report": 8, "featperm.serve": 8,
     "featperm.demo": 9, "featperm.bench": 9, "featperm.attack_features": 9, "featperm.protect_command": 9, "featperm._arguments": 9,
+    "featperm.serve_command": 9,
     "featperm.cli": 10,
     "featperm": 11,  # the facade (featperm/__init__.py) may name anything
 }

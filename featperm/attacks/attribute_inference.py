@@ -108,6 +108,7 @@ class AttributeHeads(nn.Module):
         return out.masked_fill(self.padding, float("-inf"))
 
     def forward(self, features: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """(N, D) float features -> ``{name: (N, classes[name]) logits}`` (no padding classes)."""
         out = self.logits(features)
         return {name: out[:, i, :c] for i, (name, c) in enumerate(zip(self.names, self.num_classes))}
 

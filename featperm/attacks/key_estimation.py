@@ -28,6 +28,9 @@ the attack images the model classifies correctly with that key; keep the swap if
   can never be accepted); once a candidate is sure to be accepted, the later ones are dropped.
   The images are scored in order of the current key's margin (misclassified first), so that bad
   candidates are dropped after few images; the order changes only the cost, never a count.
+  With ``split_across_processes=True`` (under ``torchrun``: an initialised default process
+  group), every process scores its share of each batch of candidates and the counts are
+  gathered, so all processes walk the same search and return the same key as one process.
 * :func:`random_key_search` — the best of many random keys (the paper's baseline).
 * :func:`positions_recovered` — the fraction of key positions an estimate got right.
 
@@ -45,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
+from torch import distributed as dist
 from torch import nn
 
 from featperm import _checks
@@ -368,6 +372,35 @@ class _Scorer:
         return result, by_image
 
 
+def _score_across_processes(
+    scorer: _Scorer, keys: torch.Tensor, need: int
+) -> Tuple[List[Optional[int]], Optional[torch.Tensor]]:
+    """:meth:`_Scorer.score` with ``first=True``, each process of the default group scoring a
+    contiguous share of the candidates. Every process returns the same counts wherever it
+    matters: a rank keeps its own first sure candidate and everything before it, so the first
+    candidate with a count >= need over all ranks is the one a single process finds, and its
+    count is complete. Only that candidate's margins are returned (other rows are zero)."""
+    world, rank = dist.get_world_size(), dist.get_rank()
+    s = keys.shape[0]
+    lo, hi = s * rank // world, s * (rank + 1) // world
+    merged = torch.full((s,), -2, dtype=torch.int64, device=keys.device)  # -2: another rank's
+    margins: Optional[torch.Tensor] = None
+    if hi > lo:
+        counts, margins = scorer.score(keys[lo:hi], need, first=True)
+        merged[lo:hi] = torch.tensor([-1 if c is None else c for c in counts], device=keys.device)
+    dist.all_reduce(merged, op=dist.ReduceOp.MAX)
+    result: List[Optional[int]] = [None if c < 0 else c for c in merged.tolist()]
+    hit = next((k for k, cnt in enumerate(result) if cnt is not None and cnt >= need), None)
+    if hit is None or not scorer.early_rejection:
+        return result, None
+    row = torch.zeros(s, scorer.n, dtype=torch.float32, device=keys.device)
+    if lo <= hit < hi:
+        assert margins is not None
+        row[hit] = margins[hit - lo]
+    dist.all_reduce(row, op=dist.ReduceOp.SUM)  # zeros elsewhere: the owner's row exactly
+    return result, row
+
+
 # -- the searches -------------------------------------------------------------------------------
 
 
@@ -477,6 +510,7 @@ def estimate_key(
     block_size: Optional[int] = None,
     initial_correct: int = 0,
     progress: Optional[Progress] = None,
+    split_across_processes: bool = False,
 ) -> KeyEstimationResult:
     """Algorithm 1, batched: exactly the key, count, accepted swaps and history of
     :func:`estimate_key_literal` (given a batch-independent ``above``), in far fewer images.
@@ -492,9 +526,17 @@ def estimate_key(
         block_size: M, only when ``initial`` is None.
         initial_correct: the acc the search starts from (as for :func:`estimate_key_literal`).
         progress: called with each round's history entry.
+        split_across_processes: every process of the initialised default process group
+            (``torch.distributed``, e.g. under ``torchrun``) scores its share of each batch of
+            candidates (``config.candidates_per_batch`` per process); all return the same
+            result, equal to one process's. Every process must call with the same arguments.
 
     Returns:
-        :class:`KeyEstimationResult` (``forward_images`` counts what was actually scored).
+        :class:`KeyEstimationResult` (``forward_images`` counts what was actually scored, summed
+        over processes).
+
+    Raises:
+        RuntimeError: ``split_across_processes`` without an initialised process group.
     """
     where = "estimate_key"
     acts, lab = _check_data(where, activations, labels, above)
@@ -512,6 +554,10 @@ def estimate_key(
     acc = _checks.integer(where, "initial_correct", initial_correct, minimum=0, maximum=acts.shape[0])
     limit = _limit(where, "config.max_candidates", config.max_candidates)
     progress = _check_progress(where, progress)
+    if split_across_processes and not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(f"{where}: split_across_processes=True needs an initialised torch.distributed process group")
+    world = dist.get_world_size() if split_across_processes else 1
+    per_batch = config.candidates_per_batch * world
     start = time.perf_counter()
     c, m = initial.channels, initial.block_size
     p = c * m * m
@@ -525,7 +571,7 @@ def estimate_key(
         _, margins0 = scorer.score(initial.tensor(device).view(1, p), 0, first=True)
         assert margins0 is not None
         scorer.reorder(margins0[0])
-    size = 1 if config.adaptive and acc == 0 else config.candidates_per_batch  # at acc 0 the first swap is kept
+    size = 1 if config.adaptive and acc == 0 else per_batch  # at acc 0 the first swap is kept
     history: List[Dict[str, Any]] = []
     for r in range(1, config.rounds + 1):
         if evaluated >= limit:
@@ -538,12 +584,15 @@ def estimate_key(
             keys = perm.expand(s, p).clone()
             keys[rows, ii] = perm[jj]
             keys[rows, jj] = perm[ii]
-            counts, margins = scorer.score(keys, acc, first=True)
+            if world > 1:
+                counts, margins = _score_across_processes(scorer, keys, acc)
+            else:
+                counts, margins = scorer.score(keys, acc, first=True)
             hit = next((k for k, cnt in enumerate(counts) if cnt is not None and cnt >= acc), None)
             if hit is None:
                 t += s
                 evaluated += s
-                size = min(config.candidates_per_batch, 2 * size)
+                size = min(per_batch, 2 * size)
                 continue
             perm = keys[hit].clone()
             hit_count = counts[hit]
@@ -555,16 +604,21 @@ def estimate_key(
             if config.early_rejection:
                 assert margins is not None
                 scorer.reorder(margins[hit])
-            size = min(config.candidates_per_batch, hit + 1) if config.adaptive else size
+            size = min(per_batch, hit + 1) if config.adaptive else size
         history.append(_round_entry(r, acc, accepted, evaluated, scorer.forward_images, start))
         if progress is not None:
             progress(history[-1])
+    forward_images = scorer.forward_images
+    if world > 1:
+        total_images = torch.tensor([forward_images], dtype=torch.int64, device=device)
+        dist.all_reduce(total_images)
+        forward_images = int(total_images.item())
     return KeyEstimationResult(
         key=BlockKey(perm.cpu(), channels=c, block_size=m),
         correct=acc,
         accepted=accepted,
         evaluated=evaluated,
-        forward_images=scorer.forward_images,
+        forward_images=forward_images,
         seconds=time.perf_counter() - start,
         history=history,
     )

@@ -157,6 +157,7 @@ class Generator(nn.Module):
         self.to_rgb = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(), nn.Conv2d(channels, 3, 3, padding=1))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, feature_dim) float features -> (N, 3, height, width) images in [0, 1], same dtype."""
         x = self.dense(features).view(features.shape[0], *self.start)
         return (torch.tanh(self.to_rgb(self.ups(x))) + 1) / 2
 
@@ -178,6 +179,8 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(2 * channels, 1)
 
     def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) of (N, 3, H, W) images in [0, 1] paired with their (N, feature_dim)
+        feature vectors: near 1 for real pairs, near 0 for generated ones (least squares)."""
         pooled = self.body(images).mean(dim=(2, 3))
         return self.head(torch.cat([pooled, self.condition(features)], dim=1)).squeeze(1)
 
@@ -215,11 +218,15 @@ class PerceptualNetwork(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> "PerceptualNetwork":
+        """``nn.Module.train``, except that the frozen body stays in eval mode (its batch-norm
+        statistics never change); returns ``self``."""
         super().train(mode)
         self.body.eval()  # frozen: batch norm keeps its statistics
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float images in [0, 1] -> the body's feature maps (N, C', H', W'), after
+        normalising with ``mean`` and ``std``. Gradients flow to the images, not to the body."""
         return self.body((images - self.mean) / self.std)
 
 

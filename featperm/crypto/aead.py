@@ -40,7 +40,7 @@ BytesLike = Union[bytes, bytearray, memoryview, torch.Tensor]
 
 
 def generate_key() -> bytes:
-    """A fresh 32-byte key from the operating system's CSPRNG."""
+    """A fresh 32-byte key (``bytes``) from the operating system's CSPRNG (``secrets``)."""
     return secrets.token_bytes(KEY_BYTES)
 
 
@@ -141,6 +141,10 @@ def aead_encrypt(
         ``(ciphertext, tag)``: ciphertext is a contiguous uint8 tensor of data's shape on data's
         device; tag is 16 bytes. ``ciphertext.flatten()`` bytes + tag equal what any RFC 8439
         library returns for (key, nonce, data, aad).
+
+    Raises:
+        TypeError: data is not a uint8 tensor; key, nonce or aad is not bytes-like or uint8.
+        ValueError: key is not 32 bytes or nonce not 12; data exceeds :data:`MAX_MESSAGE_BYTES`.
     """
     where = "aead_encrypt"
     data = _checks.tensor(where, "data", data)
@@ -163,7 +167,8 @@ def aead_decrypt(
 
     The tag is checked (in constant time) before any plaintext is computed; on mismatch
     :class:`~featperm.errors.AuthenticationError` is raised. Returns a uint8 tensor of
-    ciphertext's shape on ciphertext's device.
+    ciphertext's shape on ciphertext's device. The same TypeError/ValueError rules as
+    :func:`aead_encrypt`, and ValueError for a tag that is not 16 bytes.
     """
     where = "aead_decrypt"
     ciphertext = _checks.tensor(where, "ciphertext", ciphertext)

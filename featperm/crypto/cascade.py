@@ -21,7 +21,11 @@ __all__ = ["seal_shuffled", "open_shuffled"]
 def seal_shuffled(
     x: torch.Tensor, bit_key: KeyLike, aead_key: BytesLike, nonce: BytesLike, aad: BytesLike = b""
 ) -> SealedBytes:
-    """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``; open with :func:`open_shuffled`."""
+    """``seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)``; open with :func:`open_shuffled`.
+
+    ``x``: any shape, a dtype ShuffleBits supports (8, 16, 32 or 64-bit words) matching the key's
+    width. Returns the sealed container of the bit-shuffled tensor (``docs/formats.md``). The
+    errors of :func:`~featperm.ops.shuffle_bits` and :func:`~featperm.crypto.seal`."""
     return seal(shuffle_bits(x, bit_key), aead_key, nonce, aad)
 
 
@@ -32,5 +36,10 @@ def open_shuffled(
     aad: BytesLike = b"",
     device: Union[torch.device, str, None] = None,
 ) -> torch.Tensor:
-    """Inverse of :func:`seal_shuffled`: verify and decrypt, then undo the bit permutation."""
+    """Inverse of :func:`seal_shuffled`: verify and decrypt, then undo the bit permutation.
+
+    Returns the original tensor bit for bit, on ``device`` (default CPU). Raises
+    :class:`~featperm.errors.AuthenticationError` (nothing is decrypted) for a wrong AEAD key or
+    aad or any changed byte, :class:`~featperm.errors.MalformedSealedError` for bytes that are not
+    a container; a wrong ``bit_key`` is not detected (it yields wrong values)."""
     return unshuffle_bits(open_sealed(sealed, aead_key, aad, device), bit_key)

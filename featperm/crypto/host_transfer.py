@@ -26,6 +26,14 @@ __all__ = ["TransferOptions", "options", "CT_ALIGN", "container_tensor", "fill_c
 
 @dataclass
 class TransferOptions:
+    """The tuning knobs of :func:`seal_to_host` (one shared instance: :data:`options`).
+
+    ``device_tag_min_bytes``: a CUDA ciphertext of at least this many bytes (default 1 MiB) gets
+    its Poly1305 tag on the GPU (chunk sums joined on the host); a shorter one on the host copy.
+    ``copy_on_side_stream``: for GPU tags, copy the ciphertext to the host on a per-device side
+    stream so the DMA overlaps the GPU Poly1305 (default True). Neither changes a single output
+    byte, only where the work runs."""
+
     device_tag_min_bytes: int = 1 << 20
     copy_on_side_stream: bool = True
 

@@ -94,7 +94,9 @@ def tensor_bytes(t: torch.Tensor) -> torch.Tensor:
 
 
 def sealed_header(dtype: torch.dtype, shape: Sequence[int]) -> bytes:
-    """The authenticated header for a tensor of ``dtype`` and ``shape`` (see the wire format)."""
+    """The authenticated header (``8 + 8 * len(shape)`` bytes) for a tensor of ``dtype`` and
+    ``shape`` (see the wire format). TypeError for a dtype without a wire code, ValueError for
+    more than 64 dimensions or a negative size."""
     try:
         code = DTYPE_CODES[dtype]
     except KeyError:
@@ -128,6 +130,12 @@ def seal(tensor: torch.Tensor, key: BytesLike, nonce: BytesLike, aad: BytesLike 
 
     Never seal twice with one (key, nonce): use :class:`~featperm.crypto.Sealer` to have nonces
     issued for you.
+
+    Raises:
+        TypeError: tensor is not a tensor, or its dtype has no wire code; key, nonce or aad is
+            not bytes-like or a uint8 tensor.
+        ValueError: key is not 32 bytes, nonce not 12; more than 64 dimensions; more bytes than
+            RFC 8439 allows under one nonce.
     """
     tensor = _checks.tensor("seal", "tensor", tensor)
     if sys.byteorder != "little":  # pragma: no cover - torch runs on little-endian hosts only

@@ -80,4 +80,5 @@ class AttributeImages:
 
     @property
     def num_identities(self) -> int:
+        """How many distinct identities ``identities`` holds (not the largest identity number)."""
         return int(self.identities.unique().numel())

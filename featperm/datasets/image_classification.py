@@ -155,6 +155,7 @@ class ImageClassificationData:
 
     @property
     def num_classes(self) -> int:
+        """``len(classes)``: the number of classes (labels are 0 .. num_classes - 1)."""
         return len(self.classes)
 
     @property

@@ -15,7 +15,17 @@ Training recipe (the paper's, in :class:`TrainConfig`): SGD momentum 0.9, weight
 cyclic learning rate 0 -> 0.2 -> 0 (linear, peak at 40% of the steps), batch 128, random crop
 (pad 4) and horizontal flip, CIFAR-10 normalisation, mixed precision on CUDA, 200 epochs.
 
-:func:`run_model_protection` writes ``results.json`` (accuracies in percent) to the output folder.
+Next to it, the input-transform baselines of the authors' earlier work (SHF, NP, FFX at M = 2 and
+4): the same network trained on key-transformed images, evaluated with the key, wrong keys and
+plain images.
+
+:func:`run_model_protection` works in an output folder, in stages (:data:`STAGES`: ``train``,
+``evaluate``, ``key-estimation``, ``fine-tune``, ``transforms``) that can run separately or be
+resumed: ``key.fpk`` (the secret key, a featperm key file, owner-only), ``checkpoints/`` (weights,
+optimiser and generator states saved every epoch; never the key), ``results.json`` (accuracies
+in percent; each stage's settings, so that a stage is skipped on ``resume`` only when they match).
+Under ``torchrun`` it trains with DDP and splits the key search across processes
+(:mod:`featperm.experiments.distributed`).
 Shapes: images (N, 3, H, W) uint8; labels (N,) int64.
 """
 
@@ -25,12 +35,14 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import pathlib
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from featperm import _checks
@@ -48,9 +60,11 @@ from featperm.datasets.image_classification import (
     load_image_classification,
 )
 from featperm.experiments._progress import run_with_bar
-from featperm.keys import BlockKey
+from featperm.experiments.distributed import barrier, is_distributed, is_main_process, rank_and_world
+from featperm.keys import BlockKey, FFXKey, NPKey, load_key, save_key
 from featperm.models.resnet_cifar import ResNetCifar, resnet18_cifar
-from featperm.nn import protect, set_key, unprotect
+from featperm.nn import protect, set_key
+from featperm.transforms import FFX, BlockPixelShuffle, NegativePositive
 
 __all__ = [
     "TrainConfig",
@@ -58,12 +72,19 @@ __all__ = [
     "train_classifier",
     "accuracy",
     "position_channels",
+    "input_transform",
     "run_model_protection",
+    "STAGES",
+    "TRANSFORMS",
 ]
 
 ProgressCallback = Callable[[int, int], None]
+InputTransform = Callable[[torch.Tensor], torch.Tensor]
 POSITIONS = ("conv1", "layer1", "layer2", "layer3", "layer4")
 PRESETS = ("small", "fast", "paper")
+STAGES = ("train", "evaluate", "key-estimation", "fine-tune", "transforms")
+TRANSFORMS = ("SHF", "NP", "FFX")
+CHECKPOINT_FORMAT = "featperm-train-checkpoint-1"
 
 
 @dataclasses.dataclass
@@ -80,6 +101,7 @@ class TrainConfig:
     augment: bool = True
     mixed_precision: bool = True  # CUDA only (bf16 autocast)
     channels_last: bool = False
+    compile: bool = False  # torch.compile the training forward
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -93,9 +115,12 @@ class TrainConfig:
     @classmethod
     def fast(cls, **overrides: Any) -> "TrainConfig":
         """For CIFAR-10 on a GPU: fewer epochs, a larger batch and peak rate, label smoothing,
-        channels_last (bf16 on CUDA as the paper's recipe). Its accuracy next to the paper
-        recipe's has not been measured yet (that needs CIFAR-10 and a GPU)."""
-        values: Dict[str, Any] = dict(epochs=30, batch_size=512, lr_max=0.4, label_smoothing=0.1, channels_last=True)
+        channels_last, torch.compile (bf16 on CUDA as the paper's recipe; the data stays on the
+        device). Its accuracy next to the paper recipe's has not been measured yet (that needs
+        CIFAR-10 and a GPU)."""
+        values: Dict[str, Any] = dict(
+            epochs=30, batch_size=512, lr_max=0.4, label_smoothing=0.1, channels_last=True, compile=True
+        )
         values.update(overrides)
         return cls(**values)
 
@@ -115,7 +140,8 @@ def _normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with 4 pixels of zero padding and horizontal flip, per image."""
+    """Random crop with 4 pixels of black padding and horizontal flip, per uint8 image (as
+    torchvision's RandomCrop(padding=4) and RandomHorizontalFlip on the images)."""
     n, _, h, w = batch.shape
     padded = F.pad(batch, (4, 4, 4, 4))
     dy = torch.randint(0, 9, (n,), generator=generator)
@@ -132,6 +158,17 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(n, 1, 1, 1), out.flip(3), out)
 
 
+def _save_atomically(state: Dict[str, Any], path: pathlib.Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)  # a crash mid-write never leaves a torn checkpoint
+
+
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    inner = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(inner, "module", inner)  # DistributedDataParallel
+
+
 def train_classifier(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -140,9 +177,28 @@ def train_classifier(
     *,
     device: torch.device | str = "cpu",
     progress: Optional[ProgressCallback] = None,
+    input_transform: Optional[InputTransform] = None,
+    checkpoint: Optional[str | pathlib.Path] = None,
+    resume: bool = False,
 ) -> torch.nn.Module:
     """Train ``model`` (protected or not) on uint8 (N, 3, H, W) images with the recipe of
-    ``config``; returns it in eval mode on ``device``."""
+    ``config``; returns it in eval mode on ``device``.
+
+    Each step draws a batch (a seeded permutation per epoch), augments it (crop + flip on the
+    uint8 images), applies ``input_transform`` (uint8 (B, 3, H, W) -> uint8, e.g. a keyed block
+    transform: after augmentation, as the authors' pipeline), normalises, and takes one SGD step.
+
+    ``checkpoint``: a file written after every epoch (model, optimiser, schedule and generator
+    states; the model's ``state_dict``, which holds no key). With ``resume``, training continues
+    from it (bit for bit as if never stopped, on the CPU); a finished checkpoint returns the
+    model at once. Under ``torch.distributed`` (more than one process), the model is wrapped in
+    DistributedDataParallel: every process draws the same global batch and trains on its share,
+    the loss scaled so that averaged gradients are the global batch's; only process 0 writes the
+    checkpoint.
+
+    Raises:
+        ValueError: ``resume`` with a checkpoint of another recipe or dataset size.
+    """
     config = config or TrainConfig()
     device = torch.device(device)
     torch.manual_seed(config.seed)
@@ -161,40 +217,107 @@ def train_classifier(
         optimizer, lambda step: step / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
     )
     generator = torch.Generator().manual_seed(config.seed)
+    recipe = dataclasses.asdict(config)
+    first_epoch = 1
+    path = pathlib.Path(checkpoint) if checkpoint is not None else None
+    if path is not None and resume and path.exists():
+        state = torch.load(path, map_location=device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state["recipe"] != recipe or state["examples"] != n:
+            raise ValueError(
+                f"train_classifier: checkpoint {path} is of another recipe or dataset "
+                f"(recipe {state.get('recipe')}, {state.get('examples')} images), expected {recipe}, {n} images"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        first_epoch = state["epoch"] + 1
+    rank, world = rank_and_world()
+    trained: torch.nn.Module = model
+    if world > 1:
+        if device.type == "cuda":  # in place: ``model`` gets the synchronised layers
+            trained = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trained)  # CUDA only in torch
+        trained = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
     autocast = config.mixed_precision and device.type == "cuda"
-    for epoch in range(1, config.epochs + 1):
-        model.train()
+    for epoch in range(first_epoch, config.epochs + 1):
+        trained.train()
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            if batch.numel() < 2:  # batch norm needs two samples
-                schedule.step()
-                continue
-            x = _normalise(x_all[batch])
+            x = x_all[batch]
             if config.augment:
                 x = _augment(x, generator)
+            if batch.numel() < 2 * world:  # batch norm needs two samples per process
+                schedule.step()
+                continue
+            share = torch.tensor_split(torch.arange(batch.numel(), device=device), world)[rank]
+            x = x[share]
+            if input_transform is not None:
+                x = input_transform(x)
+            x = _normalise(x)
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss = F.cross_entropy(model(x), y_all[batch], label_smoothing=config.label_smoothing)
+                logits = trained(x)
+                loss = F.cross_entropy(
+                    logits.float(), y_all[batch][share], label_smoothing=config.label_smoothing, reduction="sum"
+                )
+            # DDP averages gradients over processes: sum / global batch * processes is the
+            # global batch's mean loss.
+            loss = loss * (world / batch.numel())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
+        if world > 1:
+            # Each process's batch-norm running statistics saw only its shares: average them, so
+            # that every replica (and the checkpoint) holds the same model.
+            for buffer in model.buffers():
+                if buffer.is_floating_point():
+                    torch.distributed.all_reduce(buffer)
+                    buffer.div_(world)
+        if path is not None and is_main_process():
+            _save_atomically(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch,
+                    "recipe": recipe,
+                    "examples": n,
+                    "model": _unwrapped(trained).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "generator": generator.get_state(),
+                },
+                path,
+            )
         if progress is not None:
             progress(epoch, config.epochs)
+    if path is not None:
+        barrier()  # the other processes may read it next
     return model.eval()
 
 
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy in percent of ``model`` on uint8 (N, 3, H, W) images."""
+def accuracy(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 500,
+    *,
+    input_transform: Optional[InputTransform] = None,
+) -> float:
+    """Top-1 accuracy in percent of ``model`` on uint8 (N, 3, H, W) images (each batch passed
+    through ``input_transform`` first, uint8 -> uint8, when given)."""
     model.eval()
     device = next(model.parameters()).device
     correct = 0
     for start in range(0, images.shape[0], batch_size):
-        x = _normalise(images[start : start + batch_size].to(device))
-        correct += int((model(x).argmax(1) == labels[start : start + batch_size].to(device)).sum())
+        x = images[start : start + batch_size].to(device)
+        if input_transform is not None:
+            x = input_transform(x)
+        correct += int((model(_normalise(x)).argmax(1) == labels[start : start + batch_size].to(device)).sum())
     return 100.0 * correct / max(1, images.shape[0])
 
 
@@ -210,7 +333,12 @@ class ProtectionConfig:
     """One run of the model-protection experiments. Defaults: the built-in digits, a width-16
     ResNet-18 protected after layer1 with M = 2, the small-data recipe. ``preset="paper"`` (with
     ``width=64``, CIFAR-10 and a GPU) is the paper's setting. :meth:`quick` is the small run
-    (under 5 minutes on 2 CPU cores)."""
+    (under 5 minutes on 2 CPU cores).
+
+    Fine-tuning trains the stolen weights with the training recipe (``stolen``, the paper's) and
+    with its peak learning rate times ``gentle_lr_scale`` (``stolen_gentle``: the recipe's rate
+    wrecks what a stolen model knows when |D'| is a few dozen images), next to the same recipe
+    from scratch. ``transforms`` x ``transform_block_sizes``: the input-transform baselines."""
 
     data: str = "digits"
     data_dir: Optional[str] = None
@@ -225,6 +353,9 @@ class ProtectionConfig:
     random_keys: int = 1000
     fine_tune_sizes: Tuple[int, ...] = (50, 100, 500, 1000)
     fine_tune_epochs: int = 30
+    gentle_lr_scale: float = 0.1
+    transforms: Tuple[str, ...] = TRANSFORMS
+    transform_block_sizes: Tuple[int, ...] = (2, 4)
     device: str = "cpu"
     seed: int = 0
 
@@ -246,9 +377,18 @@ class ProtectionConfig:
             _checks.integer(where, name, getattr(self, name), minimum=minimum)
         for size in self.fine_tune_sizes:
             _checks.integer(where, "fine_tune_sizes", size, minimum=1)
+        for m in self.transform_block_sizes:
+            _checks.integer(where, "transform_block_sizes", m, minimum=1)
+        for name in self.transforms:
+            if name not in TRANSFORMS:
+                raise ValueError(f"{where}: transforms must be a subset of {TRANSFORMS}, got {name!r}")
+        if not 0 < float(self.gentle_lr_scale) <= 1:
+            raise ValueError(f"{where}: gentle_lr_scale must be in (0, 1], got {self.gentle_lr_scale}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> "ProtectionConfig":
+        """The small run: width 8, 8 epochs, 20 wrong keys, 200 attack images, one round, 100
+        random keys, |D'| in (50, 100, 500) for 10 epochs, the transforms at M = 4 only."""
         values: Dict[str, Any] = dict(
             width=8,
             train=TrainConfig.small(epochs=8),
@@ -258,11 +398,13 @@ class ProtectionConfig:
             key_estimation=KeyEstimationConfig(rounds=1),
             fine_tune_sizes=(50, 100, 500),
             fine_tune_epochs=10,
+            transform_block_sizes=(4,),
         )
         values.update(overrides)
         return cls(**values)
 
     def training(self) -> TrainConfig:
+        """The training recipe: ``train``, else the preset's, seeded with the run's seed."""
         recipes: Dict[str, Callable[[], TrainConfig]] = {
             "paper": TrainConfig,
             "fast": TrainConfig.fast,
@@ -270,6 +412,36 @@ class ProtectionConfig:
         }
         base = self.train or recipes[self.preset]()
         return dataclasses.replace(base, seed=self.seed)
+
+    def stage_settings(self, stage: str) -> Dict[str, Any]:
+        """What a stage's results depend on (the device aside): a stage is skipped on resume
+        only when its recorded settings equal these."""
+        trained = {
+            "data": self.data,
+            "data_dir": self.data_dir,
+            "at": self.at,
+            "block_size": self.block_size,
+            "width": self.width,
+            "train": dataclasses.asdict(self.training()),
+            "seed": self.seed,
+        }
+        extra: Dict[str, Dict[str, Any]] = {
+            "train": {},
+            "evaluate": {"wrong_keys": self.wrong_keys},
+            "key-estimation": {
+                "attack_images": self.attack_images,
+                "key_estimation": {
+                    "rounds": self.key_estimation.rounds,
+                    "max_candidates": self.key_estimation.max_candidates,
+                },
+                "random_keys": self.random_keys,
+            },
+            "fine-tune": {"fine_tune_epochs": self.fine_tune_epochs, "gentle_lr_scale": self.gentle_lr_scale},
+            "transforms": {"wrong_keys": self.wrong_keys},
+        }
+        if stage not in extra:
+            raise ValueError(f"ProtectionConfig.stage_settings: stage must be one of {STAGES}, got {stage!r}")
+        return {**trained, **extra[stage]}
 
 
 def _stream(seed: int, purpose: str) -> int:
@@ -279,99 +451,156 @@ def _stream(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"featperm protect {purpose} {seed}".encode()).digest()[:8], "little") >> 1
 
 
-def _trained(
-    model: torch.nn.Module, data: ImageClassificationData, config: TrainConfig, device: str, desc: str, progress: bool
-) -> Tuple[torch.nn.Module, float]:
-    start = time.perf_counter()
-    model = run_with_bar(
-        desc,
-        config.epochs,
-        progress,
-        lambda bar: train_classifier(model, data.train_images, data.train_labels, config, device=device, progress=bar),
-    )
-    return model, time.perf_counter() - start
-
-
-def run_model_protection(
-    config: ProtectionConfig, out_dir: str | pathlib.Path, *, progress: bool = True
-) -> Dict[str, Any]:
-    """Train the baseline and the protected model, evaluate them (Table I), attack the protected
-    model by key estimation (Table II) and fine-tuning (Table III); write ``results.json``."""
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    data = (
-        load_image_classification(config.data, config.data_dir)
-        if config.data != "digits"
-        else load_image_classification("digits")
-    )
-    train = config.training()
-    classes = len(data.classes)
-    channels = position_channels(config.width, config.at)
-    generator = torch.Generator().manual_seed(_stream(config.seed, "secret key"))
-    key = BlockKey(
-        torch.randperm(channels * config.block_size**2, generator=generator),
-        channels=channels,
-        block_size=config.block_size,
+def _block_key(generator: torch.Generator, channels: int, block_size: int) -> BlockKey:
+    return BlockKey(
+        torch.randperm(channels * block_size**2, generator=generator), channels=channels, block_size=block_size
     )
 
-    baseline, baseline_seconds = _trained(
-        resnet18_cifar(classes, width=config.width), data, train, config.device, "baseline", progress
-    )
-    protected_net = resnet18_cifar(classes, width=config.width)
-    protect(protected_net, at=config.at, key=key)
-    protected, protected_seconds = _trained(protected_net, data, train, config.device, "protected", progress)
-    test_x, test_y = data.test_images, data.test_labels
 
-    generator = torch.Generator().manual_seed(_stream(config.seed, "wrong keys and attack images"))
-    wrong = []
-    for _ in range(config.wrong_keys):
-        other = BlockKey(
-            torch.randperm(channels * config.block_size**2, generator=generator),
-            channels=channels,
-            block_size=config.block_size,
+def input_transform(name: str, block_size: int, generator: torch.Generator) -> InputTransform:
+    """A keyed input transform of the authors' earlier work on uint8 (N, 3, H, W) images, its key
+    drawn from ``generator``: ``SHF`` (block pixel shuffle), ``NP`` (negative/positive), ``FFX``
+    (format-preserving Feistel on 8-bit pixels; its secret from the generator's bytes)."""
+    if name == "SHF":
+        return BlockPixelShuffle(_block_key(generator, 3, block_size))
+    if name == "NP":
+        mask = torch.rand(3 * block_size**2, generator=generator) < 0.5
+        return NegativePositive(NPKey(mask, channels=3, block_size=block_size))
+    if name == "FFX":
+        secret = bytes(torch.randint(0, 256, (32,), generator=generator, dtype=torch.int64).tolist())
+        return FFX(FFXKey(secret, channels=3, block_size=block_size))
+    raise ValueError(f"input_transform: name must be one of {TRANSFORMS}, got {name!r}")
+
+
+@dataclasses.dataclass
+class _Run:
+    """What the stages of one run share."""
+
+    config: ProtectionConfig
+    out: pathlib.Path
+    data: ImageClassificationData
+    train: TrainConfig
+    key: BlockKey
+    channels: int
+    progress: bool
+    resume: bool
+    results: Dict[str, Any]
+    models: Dict[str, torch.nn.Module] = dataclasses.field(default_factory=dict)
+
+    @property
+    def checkpoints(self) -> pathlib.Path:
+        return self.out / "checkpoints"
+
+    def network(self, purpose: str) -> ResNetCifar:
+        """A fresh network, initialised from the run's seed stream for ``purpose`` (so that a
+        resumed or partial run builds the same one)."""
+        torch.manual_seed(_stream(self.config.seed, f"initial weights {purpose}"))
+        return resnet18_cifar(len(self.data.classes), width=self.config.width)
+
+    def fit(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        data: ImageClassificationData,
+        recipe: TrainConfig,
+        desc: str,
+        transform: Optional[InputTransform] = None,
+    ) -> Tuple[torch.nn.Module, float]:
+        """Train with a per-epoch checkpoint ``checkpoints/NAME.pt`` (resumed with ``resume``)."""
+        start = time.perf_counter()
+        trained = run_with_bar(
+            desc,
+            recipe.epochs,
+            self.progress,
+            lambda bar: train_classifier(
+                model,
+                data.train_images,
+                data.train_labels,
+                recipe,
+                device=self.config.device,
+                progress=bar,
+                input_transform=transform,
+                checkpoint=self.checkpoints / f"{name}.pt",
+                resume=self.resume,
+            ),
         )
-        set_key(protected, other)
+        return trained, time.perf_counter() - start
+
+    def trained(self, name: str) -> torch.nn.Module:
+        """The baseline or protected model of the train stage (from this run or its checkpoint)."""
+        if name not in self.models:
+            path = self.checkpoints / f"{name}.pt"
+            state = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+            if state is None or state.get("epoch") != self.train.epochs:
+                raise ValueError(f"run_model_protection: {path} holds no finished training; run the train step first")
+            model = self.network("loaded")
+            if name == "protected":
+                protect(model, at=self.config.at, key=self.key)
+            model.load_state_dict(state["model"])
+            self.models[name] = model.to(self.config.device).eval()
+        return self.models[name]
+
+    def save(self) -> None:
+        if is_main_process():
+            partial = self.out / "results.json.partial"
+            partial.write_text(json.dumps(self.results, indent=2, allow_nan=False) + "\n")
+            os.replace(partial, self.out / "results.json")
+
+
+def _train_stage(run: _Run) -> None:
+    baseline, baseline_seconds = run.fit("baseline", run.network("baseline"), run.data, run.train, "baseline")
+    net = run.network("protected")
+    protect(net, at=run.config.at, key=run.key)
+    protected, protected_seconds = run.fit("protected", net, run.data, run.train, "protected")
+    run.models.update(baseline=baseline, protected=protected)
+    run.results["train_seconds"] = {"baseline": baseline_seconds, "protected": protected_seconds}
+
+
+def _evaluate_stage(run: _Run) -> None:
+    config, data = run.config, run.data
+    protected = run.trained("protected")
+    test_x, test_y = data.test_images, data.test_labels
+    generator = torch.Generator().manual_seed(_stream(config.seed, "wrong keys"))
+    wrong = []
+    for _ in tqdm(range(config.wrong_keys), desc="wrong keys", disable=not run.progress, leave=False):
+        set_key(protected, _block_key(generator, run.channels, config.block_size))
         wrong.append(accuracy(protected, test_x, test_y))
     set_key(protected, None)
     no_transform = accuracy(protected, test_x, test_y)
-    set_key(protected, key)
-    correct_key = accuracy(protected, test_x, test_y)
+    set_key(protected, run.key)
     wrong_t = torch.tensor(wrong, dtype=torch.float64)
-    results: Dict[str, Any] = {
-        "accuracy": {
-            "baseline": accuracy(baseline, test_x, test_y),
-            "correct_key": correct_key,
-            "wrong_keys_mean": float(wrong_t.mean()),
-            "wrong_keys_max": float(wrong_t.max()),
-            "wrong_keys_std": float(wrong_t.std()) if len(wrong) > 1 else 0.0,
-            "wrong_keys": len(wrong),
-            "no_transform": no_transform,
-            "chance": 100.0 / classes,
-        },
-        "key_space_log10": math.lgamma(channels * config.block_size**2 + 1) / math.log(10),
-        "key_positions": channels * config.block_size**2,
+    run.results["accuracy"] = {
+        "baseline": accuracy(run.trained("baseline"), test_x, test_y),
+        "correct_key": accuracy(protected, test_x, test_y),
+        "wrong_keys_mean": float(wrong_t.mean()),
+        "wrong_keys_max": float(wrong_t.max()),
+        "wrong_keys_std": float(wrong_t.std()) if len(wrong) > 1 else 0.0,
+        "wrong_keys": len(wrong),
+        "no_transform": no_transform,
+        "chance": 100.0 / len(data.classes),
     }
 
-    # Table II: key estimation on attack images the thief holds (a seeded part of the training
-    # split), scored on the test split.
+
+def _key_estimation_stage(run: _Run) -> None:
+    """Table II: key estimation on attack images the thief holds (a seeded part of the training
+    split), scored on the test split; and random key search on the same images."""
+    config, data = run.config, run.data
+    protected = run.trained("protected")
     net: ResNetCifar = protected  # type: ignore[assignment]
     device = next(net.parameters()).device
+    generator = torch.Generator().manual_seed(_stream(config.seed, "attack images"))
     pick = torch.randperm(data.train_images.shape[0], generator=generator)[: config.attack_images]
     with torch.no_grad():
-        attack_x = _normalise(data.train_images[pick].to(device))
-        activations = net.features_at(attack_x, config.at)
+        activations = net.features_at(_normalise(data.train_images[pick].to(device)), config.at)
     attack_y = data.train_labels[pick].to(device)
 
     def above(a: torch.Tensor) -> torch.Tensor:
         return net.forward_from(config.at, a)
 
-    initial = BlockKey(
-        torch.randperm(channels * config.block_size**2, generator=generator),
-        channels=channels,
-        block_size=config.block_size,
+    initial = _block_key(generator, run.channels, config.block_size)
+    rounds = tqdm(
+        total=config.key_estimation.rounds, desc="key estimation (rounds)", disable=not run.progress, leave=False
     )
-    rounds = tqdm(total=config.key_estimation.rounds, desc="key estimation (rounds)", disable=not progress, leave=False)
     try:
         estimated = estimate_key(
             activations,
@@ -380,87 +609,256 @@ def run_model_protection(
             initial,
             dataclasses.replace(config.key_estimation, seed=_stream(config.seed, "key estimation")),
             progress=lambda entry: rounds.update(1),
+            split_across_processes=is_distributed(),
         )
     finally:
         rounds.close()
+    started = time.perf_counter()
     best_random, _ = random_key_search(
         activations,
         attack_y,
         above,
-        channels=channels,
+        channels=run.channels,
         block_size=config.block_size,
         keys=config.random_keys,
         seed=_stream(config.seed, "random key search"),
     )
-    set_key(protected, estimated.key)
-    estimated_accuracy = accuracy(protected, test_x, test_y)
-    set_key(protected, best_random)
-    random_accuracy = accuracy(protected, test_x, test_y)
-    set_key(protected, key)
-    results["key_estimation"] = {
-        "accuracy": estimated_accuracy,
-        "positions_recovered": 100.0 * positions_recovered(estimated.key, key),
-        "initial_key_accuracy": None,
+    random_seconds = time.perf_counter() - started
+    test_x, test_y = data.test_images, data.test_labels
+    scores = {}
+    for name, candidate in (("estimated", estimated.key), ("random", best_random), ("initial", initial)):
+        set_key(protected, candidate)
+        scores[name] = accuracy(protected, test_x, test_y)
+    set_key(protected, run.key)
+    run.results["key_estimation"] = {
+        "accuracy": scores["estimated"],
+        "positions_recovered": 100.0 * positions_recovered(estimated.key, run.key),
+        "initial_key_accuracy": scores["initial"],
         "attack_images": int(pick.numel()),
+        "attack_images_correct": estimated.correct,  # the count the search climbed to
         "rounds": config.key_estimation.rounds,
         "candidates_evaluated": estimated.evaluated,
         "accepted_swaps": estimated.accepted,
+        "forward_images": estimated.forward_images,
         "seconds": estimated.seconds,
         "random_key_search": {
             "keys": config.random_keys,
-            "accuracy": random_accuracy,
-            "positions_recovered": 100.0 * positions_recovered(best_random, key),
+            "accuracy": scores["random"],
+            "positions_recovered": 100.0 * positions_recovered(best_random, run.key),
+            "seconds": random_seconds,
         },
     }
-    set_key(protected, initial)
-    results["key_estimation"]["initial_key_accuracy"] = accuracy(protected, test_x, test_y)
-    set_key(protected, key)
 
-    # Table III: fine-tune the stolen model without its key, next to training from scratch.
-    fine_tuning: Dict[str, Any] = {}
-    stolen_state = {k: v.detach().clone() for k, v in protected.state_dict().items()}
+
+def _fine_tune_stage(run: _Run) -> None:
+    """Table III: fine-tune the stolen model without its key (the recipe's and a gentler rate),
+    next to training from scratch on the same images. Saved after every |D'|."""
+    config, data = run.config, run.data
+    stolen_state = {k: v.detach().clone() for k, v in run.trained("protected").state_dict().items()}
+    done: Dict[str, Any] = run.results.setdefault("fine_tuning", {})
     for size in config.fine_tune_sizes:
-        if size > data.train_images.shape[0]:
+        if size > data.train_images.shape[0] or str(size) in done:
             continue
         subset = data.subset_train(size, seed=config.seed)
-        recipe = dataclasses.replace(train, epochs=config.fine_tune_epochs, batch_size=min(train.batch_size, size))
-        thief_model = resnet18_cifar(classes, width=config.width)
-        thief_model.load_state_dict(stolen_state)  # the weights only: the thief has no key
-        stolen, _ = _trained(thief_model, subset, recipe, config.device, f"fine-tune |D'|={size}", progress)
-        scratch, _ = _trained(
-            resnet18_cifar(classes, width=config.width), subset, recipe, config.device, f"scratch |D'|={size}", progress
+        recipe = dataclasses.replace(
+            run.train, epochs=config.fine_tune_epochs, batch_size=min(run.train.batch_size, size)
         )
-        fine_tuning[str(size)] = {
-            "stolen": accuracy(stolen, test_x, test_y),
-            "scratch": accuracy(scratch, test_x, test_y),
-        }
-    results["fine_tuning"] = fine_tuning
-    unprotect(protected)
+        gentle = dataclasses.replace(recipe, lr_max=recipe.lr_max * config.gentle_lr_scale)
+        entry = {}
+        for label, start, schedule in (
+            ("stolen", stolen_state, recipe),
+            ("stolen_gentle", stolen_state, gentle),
+            ("scratch", None, recipe),
+        ):
+            model = run.network(f"fine-tune {size} {label}")
+            if start is not None:
+                model.load_state_dict(start)  # the weights only: the thief has no key
+            name = f"fine-tune-{size}-{label}"
+            trained, _ = run.fit(name, model, subset, schedule, f"{label} |D'|={size}")
+            entry[label] = accuracy(trained, data.test_images, data.test_labels)
+        done[str(size)] = entry
+        run.save()
+        _remove_checkpoints(run, [f"fine-tune-{size}-{label}" for label in entry])
 
-    results["data"] = {
+
+def _transforms_stage(run: _Run) -> None:
+    """The input-transform baselines: the same network trained on key-transformed images,
+    evaluated with the key, wrong keys and plain images. Saved after every (transform, M)."""
+    config, data = run.config, run.data
+    test_x, test_y = data.test_images, data.test_labels
+    done: Dict[str, Any] = run.results.setdefault("transforms", {})
+    for name in config.transforms:
+        for m in config.transform_block_sizes:
+            if str(m) in done.get(name, {}):
+                continue
+            if data.train_images.shape[2] % m or data.train_images.shape[3] % m:
+                raise ValueError(f"run_model_protection: transform block size {m} must divide the image size")
+            generator = torch.Generator().manual_seed(_stream(config.seed, f"transform {name} M={m}"))
+            transform = input_transform(name, m, generator)
+            model, seconds = run.fit(
+                f"transform-{name}-{m}",
+                run.network(f"transform {name} {m}"),
+                data,
+                run.train,
+                f"{name} M={m}",
+                transform,
+            )
+            wrong = [
+                accuracy(model, test_x, test_y, input_transform=input_transform(name, m, generator))
+                for _ in range(config.wrong_keys)
+            ]
+            wrong_t = torch.tensor(wrong, dtype=torch.float64)
+            done.setdefault(name, {})[str(m)] = {
+                "correct_key": accuracy(model, test_x, test_y, input_transform=transform),
+                "wrong_keys_mean": float(wrong_t.mean()),
+                "wrong_keys_max": float(wrong_t.max()),
+                "plain_images": accuracy(model, test_x, test_y),
+                "train_seconds": seconds,
+            }
+            run.save()
+            _remove_checkpoints(run, [f"transform-{name}-{m}"])
+
+
+def _remove_checkpoints(run: _Run, names: Sequence[str]) -> None:
+    """Drop the checkpoints of models whose results are recorded (only the baseline and the
+    protected model are kept, for later steps and for the user)."""
+    barrier()
+    if is_main_process():
+        for name in names:
+            (run.checkpoints / f"{name}.pt").unlink(missing_ok=True)
+
+
+_STAGE_FUNCTIONS: Dict[str, Callable[[_Run], None]] = {
+    "train": _train_stage,
+    "evaluate": _evaluate_stage,
+    "key-estimation": _key_estimation_stage,
+    "fine-tune": _fine_tune_stage,
+    "transforms": _transforms_stage,
+}
+_STAGE_SECTIONS = {
+    "train": "train_seconds",
+    "evaluate": "accuracy",
+    "key-estimation": "key_estimation",
+    "fine-tune": "fine_tuning",
+    "transforms": "transforms",
+}
+
+
+def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def run_model_protection(
+    config: ProtectionConfig,
+    out_dir: str | pathlib.Path,
+    *,
+    progress: bool = True,
+    steps: Sequence[str] = STAGES,
+    resume: bool = False,
+) -> Dict[str, Any]:
+    """Train the baseline and the protected model, evaluate them (Table I), attack the protected
+    model by key estimation (Table II) and fine-tuning (Table III), train the input-transform
+    baselines; write ``key.fpk``, ``checkpoints/`` and ``results.json`` in ``out_dir``.
+
+    Args:
+        config: the run's settings.
+        out_dir: the run's folder (created).
+        progress: progress bars (process 0 only).
+        steps: the stages to run, any of :data:`STAGES` (always in that order). Stages after
+            ``train`` without ``train`` load the trained models from ``checkpoints/``; the
+            results of stages not run are kept from ``results.json``.
+        resume: continue an interrupted run: skip stages (and fine-tuning sizes, transforms)
+            whose results are recorded with the same settings, continue training from the
+            per-epoch checkpoints.
+
+    Returns:
+        The results (as written to ``results.json``).
+
+    Raises:
+        ValueError: unknown steps; a stage's earlier results recorded with other settings (the
+            differing settings are named); a stage needing a model the folder does not hold.
+    """
+    where = "run_model_protection"
+    if isinstance(steps, str) or not steps or any(step not in STAGES for step in steps):
+        raise ValueError(f"{where}: steps must be a non-empty list of {STAGES}, got {steps!r}")
+    out = pathlib.Path(out_dir)
+    if is_main_process():
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    barrier()
+    started = time.perf_counter()
+    every_stage = set(steps) == set(STAGES)
+    results: Dict[str, Any] = {}
+    if (resume or not every_stage) and (out / "results.json").exists():
+        results = json.loads((out / "results.json").read_text())
+    if "train" in steps and not resume:
+        results = {}  # a new training makes every earlier result stale
+    trained_before = results.get("settings", {}).get("train")
+    if trained_before is not None and trained_before != config.stage_settings("train") and results:
+        raise ValueError(
+            f"{where}: {out} holds models trained with other settings ("
+            + "; ".join(_differences(trained_before, config.stage_settings("train")))
+            + "); run the train step again (without resume) or use another folder"
+        )
+    base_seconds = float(results.get("run", {}).get("seconds", 0.0)) if resume else 0.0
+    data = load_image_classification(config.data, config.data_dir)
+    channels = position_channels(config.width, config.at)
+    key = _block_key(torch.Generator().manual_seed(_stream(config.seed, "secret key")), channels, config.block_size)
+    key_path = out / "key.fpk"
+    if "train" in steps and is_main_process():
+        save_key(key_path, key, overwrite=True)  # beside the weights, never inside them
+    barrier()
+    if not key_path.exists():
+        raise ValueError(f"{where}: {key_path} is missing; run the train step first")
+    loaded = load_key(key_path, BlockKey)  # what a user of the checkpoint does
+    assert isinstance(loaded, BlockKey)
+    key = loaded
+    run = _Run(config, out, data, config.training(), key, channels, progress and is_main_process(), resume, results)
+    settings = results.setdefault("settings", {})
+    for stage in STAGES:
+        if stage not in steps:
+            continue
+        wanted = config.stage_settings(stage)
+        section = _STAGE_SECTIONS[stage]
+        same = resume and settings.get(stage) == wanted
+        if same and section in results and stage not in ("fine-tune", "transforms"):
+            continue  # done; fine-tuning and transforms skip what they recorded, one by one
+        if not same:
+            results.pop(section, None)
+        settings[stage] = wanted
+        _STAGE_FUNCTIONS[stage](run)
+        _describe(run, base_seconds + time.perf_counter() - started)
+        run.save()
+    return results
+
+
+def _describe(run: _Run, seconds: float) -> None:
+    config, data = run.config, run.data
+    run.results["key_space_log10"] = math.lgamma(run.channels * config.block_size**2 + 1) / math.log(10)
+    run.results["key_positions"] = run.channels * config.block_size**2
+    run.results["data"] = {
         "name": data.name,
         "train": int(data.train_images.shape[0]),
-        "test": int(test_x.shape[0]),
-        "classes": classes,
+        "test": int(data.test_images.shape[0]),
+        "classes": len(data.classes),
         "image_size": list(data.train_images.shape[2:]),
     }
-    results["model"] = {
+    run.results["model"] = {
         "architecture": "ResNet-18 (CIFAR)",
         "width": config.width,
         "at": config.at,
         "block_size": config.block_size,
-        "channels": channels,
+        "channels": run.channels,
     }
-    results["run"] = {
+    _, world = rank_and_world()
+    run.results["run"] = {
         "featperm": __version__,
         "torch": torch.__version__,
         "device": config.device,
+        "processes": world,
         "seed": config.seed,
         "preset": config.preset,
-        "train": dataclasses.asdict(train),
-        "seconds": time.perf_counter() - started,
-        "train_seconds": {"baseline": baseline_seconds, "protected": protected_seconds},
+        "train": dataclasses.asdict(run.train),
+        "seconds": seconds,
         "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "key_file": "key.fpk",
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-    return results

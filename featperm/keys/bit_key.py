@@ -144,6 +144,7 @@ class BitKey(PermutationKey):
     # -- properties ---------------------------------------------------------------------------
     @property
     def bits(self) -> int:
+        """n: the word width in bits (8, 16, 32 or 64) this key permutes."""
         return int(self._perm.shape[-1])
 
     @property

@@ -71,10 +71,12 @@ class BlockKey(PermutationKey):
 
     @property
     def channels(self) -> int:
+        """C: the channel count of the feature maps this key shuffles."""
         return self._channels
 
     @property
     def block_size(self) -> int:
+        """M: the side of the M x M blocks; H and W of the feature map must be multiples of it."""
         return self._block_size
 
     def inverse(self) -> "BlockKey":

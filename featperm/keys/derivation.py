@@ -102,6 +102,7 @@ class HkdfStream:
         return self._previous
 
     def read(self, nbytes: int) -> bytes:
+        """The next ``nbytes`` bytes of STREAM (consumed: the following read continues after them)."""
         while len(self._buffer) - self._pos < nbytes:
             self._buffer = self._buffer[self._pos :] + self._next_block()
             self._pos = 0

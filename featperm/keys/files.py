@@ -166,6 +166,9 @@ def save_key(path: Union[str, "os.PathLike[str]"], key: Key, *, overwrite: bool 
 
     The file is created with mode 0o600; with ``overwrite=True`` an existing file is truncated
     and its mode reset to 0o600, otherwise an existing file is an error (FileExistsError).
+    Layout: ``docs/formats.md``. TypeError for anything that is not a key or ``bytes``,
+    ValueError for a secret shorter than 16 bytes, OSError from the file system (a symbolic link
+    at ``path`` is refused: ``O_NOFOLLOW``).
     """
     data = _encode_key(key)
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
@@ -186,8 +189,11 @@ def load_key(path: Union[str, "os.PathLike[str]"], expected_kind: object = None)
     """Read a key written by :func:`save_key`.
 
     ``expected_kind`` ('secret', 'BitKey', 'BlockKey', 'NPKey', 'FFXKey', or the class) makes a
-    key of another kind an error. Raises :class:`KeyFileError` for a file that is not a valid
-    featperm key file."""
+    key of another kind an error. Returns ``bytes`` for a master secret, else the key object.
+    Raises :class:`KeyFileError` (a ValueError naming the file) for a file that is not a valid
+    featperm key file (bad magic, truncated, trailing data, checksum mismatch, unsupported
+    version, unknown kind, a header that does not fit its payload) or holds another kind;
+    FileNotFoundError/OSError from the file system; ValueError for an unknown ``expected_kind``."""
     kind = _normalise_kind(expected_kind)
     with open(path, "rb") as fh:
         data = fh.read(_HEADER.size)

@@ -64,6 +64,7 @@ class NPKey:
         return cls(torch.tensor(bits, dtype=torch.bool), channels=c, block_size=m)
 
     def mask(self) -> torch.Tensor:
+        """A copy of the key material: (C*M*M,) bool on the CPU, True where NP negates."""
         return self._mask.clone()
 
     def __eq__(self, other):
@@ -96,6 +97,8 @@ class FFXKey:
 
     @classmethod
     def generate(cls, *, channels: int, block_size: int, rounds: int = 8) -> "FFXKey":
+        """A key with a fresh 32-byte secret from the operating system's CSPRNG. TypeError or
+        ValueError for a bad geometry or an odd or too small ``rounds`` (as the constructor)."""
         return cls(secrets.token_bytes(FFX_SECRET_BYTES), channels=channels, block_size=block_size, rounds=rounds)
 
     @classmethod

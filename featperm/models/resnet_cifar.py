@@ -18,6 +18,10 @@ __all__ = ["BasicBlock", "ResNetCifar", "resnet18_cifar", "POSITIONS"]
 
 
 class BasicBlock(nn.Module):
+    """The residual block of ResNet-18/34: two 3x3 convolutions with batch norm and ReLU, plus the
+    input (through a 1x1 convolution and batch norm when ``stride`` or the width changes).
+    (N, in_planes, H, W) -> (N, planes, H / stride, W / stride)."""
+
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
@@ -33,6 +37,7 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_planes, H, W) float -> (N, planes, H / stride, W / stride), after a final ReLU."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -60,6 +65,8 @@ class ResNetCifar(nn.Module):
         self.fc = nn.Linear(8 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes) of (N, in_channels, H, W) float images (normalised; H and W
+        multiples of 8, e.g. 32). Hooks that :func:`featperm.protect` registers run here."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)

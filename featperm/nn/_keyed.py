@@ -71,6 +71,10 @@ class KeyedModule(nn.Module):
         self.set_key(key)
 
     def set_key(self, key: Any) -> None:
+        """Use ``key`` from now on: a key of the module's kind (:class:`~featperm.BitKey` for
+        ShuffleBits, :class:`~featperm.BlockKey` for BlockShuffle), or ``None`` for no transform
+        (the module passes its input through). Also restores a key that pickling dropped.
+        TypeError for anything else."""
         if key is not None and not isinstance(key, self._key_type):
             raise TypeError(
                 f"{type(self).__name__}.set_key: expected a {self._key_type.__name__} or None, got {type(key).__name__}"
@@ -80,10 +84,14 @@ class KeyedModule(nn.Module):
 
     @property
     def key(self) -> Any:
+        """The key in use: the key object, ``None`` (no transform), or the ``KEY_NOT_LOADED``
+        marker of a module that was unpickled without its key."""
         return self._key
 
     @property
     def has_key(self) -> bool:
+        """False only after unpickling (the key was not saved): forward then raises
+        :class:`~featperm.errors.KeyNotLoadedError` until :meth:`set_key`. ``None`` counts as set."""
         return self._key is not KEY_NOT_LOADED
 
     def _require_key(self) -> Any:

@@ -35,6 +35,11 @@ class BlockShuffle(KeyedModule):
         super().__init__(key)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:func:`featperm.block_shuffle` of ``x`` (N, C, H, W), any dtype, C = the key's channels,
+        H and W multiples of its block size; same shape, dtype and memory format, differentiable.
+        With key ``None``, ``x`` itself. Raises :class:`~featperm.errors.KeyNotLoadedError` when
+        the key was dropped by pickling, :class:`~featperm.errors.KeyExportError` when traced or
+        exported outside :func:`~featperm.nn.allow_key_export`, ValueError for a bad shape."""
         key = self._require_key()
         return x if key is None else block_shuffle(x, key)
 

@@ -42,6 +42,9 @@ class ShuffleBits(KeyedModule):
         self.set_sealer(sealer)
 
     def set_sealer(self, sealer: Optional[Sealer]) -> None:
+        """Seal every output with ``sealer`` from now on (``None``: return the ShuffleBits
+        ciphertext as a tensor). Also restores a sealer that pickling dropped. TypeError for
+        anything but a :class:`~featperm.crypto.Sealer` or None."""
         if sealer is not None and not isinstance(sealer, Sealer):
             raise TypeError(
                 f"ShuffleBits.set_sealer: expected a featperm.crypto.Sealer or None, got {type(sealer).__name__}"
@@ -49,6 +52,16 @@ class ShuffleBits(KeyedModule):
         object.__setattr__(self, "_sealer", sealer)
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, SealedBytes]:
+        """Encrypt ``x`` (any shape; a dtype of 8, 16, 32 or 64 bits matching the key's width; a
+        per-sample key needs ``x.shape[0]`` rows).
+
+        Returns ``shuffle_bits(x, key)`` (x's shape and dtype, or its integer view with
+        ``as_integer``), or ``x`` unchanged when the key is ``None``; with a sealer, that tensor
+        sealed under a fresh nonce with ``aad``: a ``bytearray`` (CPU) or ``memoryview`` (CUDA)
+        container (``docs/formats.md``). Raises :class:`~featperm.errors.KeyNotLoadedError` when
+        the key or sealer was dropped by pickling, :class:`~featperm.errors.KeyExportError` when
+        traced or exported outside :func:`~featperm.nn.allow_key_export`, TypeError/ValueError
+        for an unsupported dtype or a key of another width or batch size."""
         key = self._require_key()
         y = x if key is None else shuffle_bits(x, key, as_integer=self.as_integer)
         if self._sealer is KEY_NOT_LOADED:

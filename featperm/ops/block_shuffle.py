@@ -84,13 +84,22 @@ def block_shuffle(x: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] 
         ``out`` with ``out_block[k] = x_block[v[k]]`` for every block, flattened in
         (row, column, channel) order, ``k = (r*M + c)*C + ch``. The output keeps x's memory
         format. Differentiable (the gradient is :func:`block_unshuffle` of the output gradient).
+
+    Raises:
+        TypeError: x or the key is not a tensor or key; ``block_size`` is missing for a raw key,
+            or is not an integer.
+        ValueError: x is not 4-D; M does not divide H and W; the key is not a permutation of
+            ``C*M*M`` positions, is for another channel count, or lies on another device;
+            ``block_size`` disagrees with a BlockKey's.
     """
     k, m = _key_and_block_size("block_shuffle", x, key, block_size)
     return torch.ops.featperm.block_shuffle(x, k, m)
 
 
 def block_unshuffle(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[int] = None) -> torch.Tensor:
-    """Decrypt: the inverse of :func:`block_shuffle` under the same key (``x_block[v[k]] = y_block[k]``)."""
+    """Decrypt: the inverse of :func:`block_shuffle` under the same key (``x_block[v[k]] = y_block[k]``).
+
+    Same arguments, shapes, dtypes and errors as :func:`block_shuffle`; differentiable."""
     k, m = _key_and_block_size("block_unshuffle", y, key, block_size)
     return torch.ops.featperm.block_unshuffle(y, k, m)
 
@@ -115,7 +124,10 @@ def block_unshuffle_(y: torch.Tensor, key: BlockKeyLike, block_size: Optional[in
 
 
 def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order."""
+    """(N, C, H, W) -> (N, H/M, W/M, C*M*M): each block flattened in (row, column, channel) order.
+
+    A view when the strides allow, else a copy; any dtype. ValueError unless x is 4-D and M
+    divides H and W."""
     _checks.tensor("to_blocks", "x", x)
     if x.dim() != 4:
         raise ValueError(f"to_blocks: x must have shape (N, C, H, W), got shape {tuple(x.shape)}")
@@ -131,7 +143,8 @@ def to_blocks(x: torch.Tensor, block_size: int) -> torch.Tensor:
 
 
 def from_blocks(blocks: torch.Tensor, channels: int, block_size: int) -> torch.Tensor:
-    """Inverse of :func:`to_blocks`."""
+    """Inverse of :func:`to_blocks`: (N, H/M, W/M, C*M*M) -> (N, C, H, W). ValueError unless
+    ``blocks`` is 4-D with a last dimension of ``channels * block_size**2``."""
     _checks.tensor("from_blocks", "blocks", blocks)
     if blocks.dim() != 4:
         raise ValueError(f"from_blocks: blocks must have shape (N, H/M, W/M, C*M*M), got shape {tuple(blocks.shape)}")

@@ -77,6 +77,12 @@ def shuffle_bits(x: torch.Tensor, key: KeyLike, *, as_integer: bool = False) -> 
         through it: the op is not differentiable, and backpropagating through it raises
         "derivative for featperm::shuffle_bits is not implemented" (the forward pass works on
         inputs that require grad).
+
+    Raises:
+        TypeError: x is not a tensor or has an unsupported dtype (bool, complex, ...); the key
+            is a float or bool tensor or not a key at all.
+        ValueError: the key is not a permutation, has another width than x's words (a 32-bit key
+            for float16), another number of rows than ``x.shape[0]``, or lies on another device.
     """
     y = _shuffle_bits_op(x, _key_tensor("shuffle_bits", x, key))
     return y.view(integer_view_dtype(x.dtype)) if as_integer else y
@@ -85,9 +91,11 @@ def shuffle_bits(x: torch.Tensor, key: KeyLike, *, as_integer: bool = False) -> 
 def unshuffle_bits(y: torch.Tensor, key: KeyLike, *, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """Decrypt: the inverse of :func:`shuffle_bits` under the same key.
 
-    ``y`` may be the ciphertext in its float dtype or its integer view; ``dtype`` names the
-    plaintext dtype to return (default: y's dtype), e.g. ``dtype=torch.float32`` for an int32
-    view. It must have y's word width.
+    ``y`` may be the ciphertext in its float dtype or its integer view, any shape; ``dtype``
+    names the plaintext dtype to return (default: y's dtype), e.g. ``dtype=torch.float32`` for an
+    int32 view. Returns y's shape, bit for bit the plaintext. The same rules and errors as
+    :func:`shuffle_bits`; also TypeError when ``dtype`` is not a torch.dtype and ValueError when
+    it has another word width than y.
     """
     key_t = _key_tensor("unshuffle_bits", y, key)
     if dtype is not None and dtype != y.dtype:

@@ -19,9 +19,9 @@ import numpy as np
 
 from featperm.experiments.feature_attacks import CONDITIONS
 
-__all__ = ["render_feature_attacks", "markdown", "summary_lines"]
+__all__ = ["render_feature_attacks", "markdown", "summary_lines", "condition_entry", "CONDITION_LABELS"]
 
-_LABELS = {
+CONDITION_LABELS = {
     ("plain", None): "plain features",
     ("shufflebits_fixed_key", "naive"): "ShuffleBits, fixed key — naive",
     ("shufflebits_fixed_key", "adaptive"): "ShuffleBits, fixed key — adaptive",
@@ -32,7 +32,11 @@ _LABELS = {
 }
 
 
-def _entry(section: Dict[str, Any], condition: str, attacker: Optional[str]) -> Optional[Dict[str, Any]]:
+def condition_entry(section: Any, condition: str, attacker: Optional[str]) -> Optional[Dict[str, Any]]:
+    """One condition's entry of a feature-attack section of ``results.json`` (``sealed`` naive
+    sits at the top of its condition, as the experiment writes it); None where it is absent."""
+    if not isinstance(section, dict):
+        return None
     value = section.get(condition)
     if not isinstance(value, dict):
         return None
@@ -78,16 +82,16 @@ def markdown(results: Dict[str, Any]) -> str:
         rule += "---:|"
     lines += [header, rule]
     for condition, attacker in CONDITIONS:
-        a = _entry(attr, condition, attacker)
+        a = condition_entry(attr, condition, attacker)
         if a is None:
             continue
         interval = a.get("mean_balanced_accuracy_ci95") or [None, None]
         row = (
-            f"| {_LABELS[(condition, attacker)]} | {_pct(a.get('mean_balanced_accuracy'))} "
+            f"| {CONDITION_LABELS[(condition, attacker)]} | {_pct(a.get('mean_balanced_accuracy'))} "
             f"| {_pct(interval[0])}–{_pct(interval[1])} |"
         )
         if has_rec:
-            r = _entry(rec, condition, attacker)
+            r = condition_entry(rec, condition, attacker)
             row += f" {_num(r.get('mean_cosine_distance') if r else None)} |"
         lines.append(row)
     lines += [
@@ -105,13 +109,13 @@ def markdown(results: Dict[str, Any]) -> str:
         lines += [f"Reconstruction skipped: {rec.get('skipped')}.", ""]
     names = list(attr["chance_per_attribute"])
     lines += ["### Per attribute (balanced accuracy)", ""]
-    columns = [(c, a) for c, a in CONDITIONS if _entry(attr, c, a) is not None]
-    lines.append("| attribute | chance | " + " | ".join(_LABELS[k] for k in columns) + " |")
+    columns = [(c, a) for c, a in CONDITIONS if condition_entry(attr, c, a) is not None]
+    lines.append("| attribute | chance | " + " | ".join(CONDITION_LABELS[k] for k in columns) + " |")
     lines.append("|---|---:|" + "---:|" * len(columns))
     for name in names:
         cells = []
         for key in columns:
-            entry = _entry(attr, *key)
+            entry = condition_entry(attr, *key)
             cells.append(_pct(entry["per_attribute"].get(name) if entry else None))
         lines.append(f"| {name} | {_pct(attr['chance_per_attribute'][name])} | " + " | ".join(cells) + " |")
     crypt = results["cryptanalysis"]
@@ -182,18 +186,18 @@ def summary_lines(results: Dict[str, Any]) -> List[str]:
     attr, crypt = results["attribute_inference"], results["cryptanalysis"]
     out = [f"attribute inference (mean balanced accuracy; chance {_pct(attr['chance'])}):"]
     for key in CONDITIONS:
-        entry = _entry(attr, *key)
+        entry = condition_entry(attr, *key)
         if entry is not None:
-            out.append(f"  {_LABELS[key]:<45} {_pct(entry['mean_balanced_accuracy'])}")
+            out.append(f"  {CONDITION_LABELS[key]:<45} {_pct(entry['mean_balanced_accuracy'])}")
     rec = results.get("reconstruction", {})
     if "skipped" not in rec:
         out.append(
             f"reconstruction (mean cosine distance; random pairs {_num(rec['random_pairs']['mean_cosine_distance'])}):"
         )
         for key in CONDITIONS:
-            entry = _entry(rec, *key)
+            entry = condition_entry(rec, *key)
             if entry is not None:
-                out.append(f"  {_LABELS[key]:<45} {_num(entry['mean_cosine_distance'])}")
+                out.append(f"  {CONDITION_LABELS[key]:<45} {_num(entry['mean_cosine_distance'])}")
     fixed, single = crypt["ciphertext_only_fixed_key"], crypt["ciphertext_only_single_vector"]
     out.append(
         f"ciphertext-only key recovery: one key, {fixed['vectors']} vectors: "
@@ -212,15 +216,15 @@ def summary_lines(results: Dict[str, Any]) -> List[str]:
 def _attributes_figure(results: Dict[str, Any], path: pathlib.Path) -> None:
     attr = results["attribute_inference"]
     names = list(attr["chance_per_attribute"])
-    keys = [k for k in CONDITIONS if _entry(attr, *k) is not None]
+    keys = [k for k in CONDITIONS if condition_entry(attr, *k) is not None]
     fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(names) + 3), 4.5))
     width = 0.8 / len(keys)
     x = np.arange(len(names))
     for i, key in enumerate(keys):
-        entry = _entry(attr, *key)
+        entry = condition_entry(attr, *key)
         assert entry is not None
         values = [entry["per_attribute"].get(n) or 0.0 for n in names]
-        ax.bar(x + (i - (len(keys) - 1) / 2) * width, values, width, label=_LABELS[key])
+        ax.bar(x + (i - (len(keys) - 1) / 2) * width, values, width, label=CONDITION_LABELS[key])
     ax.scatter(x, [attr["chance_per_attribute"][n] for n in names], marker="_", s=400, color="black", label="chance")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("balanced accuracy")
@@ -274,7 +278,7 @@ def _reconstructions_figure(arrays: Dict[str, np.ndarray], path: pathlib.Path) -
     fig, ax = plt.subplots(figsize=(max(4, n * w / 40 + 3.5), len(rows) * h / 40 + 0.8))
     ax.imshow(grid, interpolation="nearest")
     ax.set_yticks([r * (h + pad) + h / 2 for r in range(len(rows))])
-    labels = {"/".join(k for k in key if k): text for key, text in _LABELS.items()}
+    labels = {"/".join(k for k in key if k): text for key, text in CONDITION_LABELS.items()}
     ax.set_yticklabels([labels.get(r, r) for r in rows], fontsize=7)
     ax.set_xticks([])
     ax.set_title("Users' images and what the attacker reconstructs", fontsize=9)

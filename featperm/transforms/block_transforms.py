@@ -56,6 +56,8 @@ class BlockPixelShuffle:
 
     @classmethod
     def generate(cls, block_size: int, channels: int = 3) -> "BlockPixelShuffle":
+        """SHF under a fresh :class:`~featperm.keys.BlockKey` from the OS CSPRNG for images of
+        ``channels`` channels and M = ``block_size``."""
         return cls(BlockKey.generate(channels=channels, block_size=block_size))
 
     def _apply(self, x: torch.Tensor, fn: Callable[[torch.Tensor, BlockKey], torch.Tensor]) -> torch.Tensor:
@@ -65,11 +67,15 @@ class BlockPixelShuffle:
         return out[0] if single else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shuffle every M x M block of ``x``: an image (C, H, W) or a batch (N, C, H, W) of any
+        dtype (values move unchanged), C = the key's channels, H and W multiples of M. Returns
+        the same shape and dtype. ValueError for another rank, channel count or block size."""
         return self._apply(x, block_shuffle)
 
     __call__ = forward
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`forward` exactly (same shapes and errors)."""
         return self._apply(y, block_unshuffle)
 
     def __repr__(self) -> str:
@@ -94,9 +100,15 @@ class NegativePositive:
 
     @classmethod
     def generate(cls, block_size: int, channels: int = 3) -> "NegativePositive":
+        """NP under a fresh :class:`~featperm.keys.NPKey` (a random mask from the OS CSPRNG) for
+        images of ``channels`` channels and M = ``block_size``."""
         return cls(NPKey.generate(channels=channels, block_size=block_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Negate the key's positions of every M x M block of ``x`` (C, H, W) or (N, C, H, W):
+        ``255 - x`` for integer images, ``1 - x`` for float images; same shape and dtype.
+        ``inverse`` is this same function. TypeError for bool, int8 or complex images; ValueError
+        for integer values outside 0..255, another rank, channel count or block size."""
         batch, single = _as_batch(x, "NegativePositive")
         _check_geometry("NegativePositive", batch, self.key.channels, self.key.block_size)
         if batch.is_floating_point():
@@ -143,6 +155,8 @@ class FFX:
 
     @classmethod
     def generate(cls, block_size: int, channels: int = 3) -> "FFX":
+        """FFX under a fresh :class:`~featperm.keys.FFXKey` (a 32-byte secret from the OS CSPRNG,
+        8 rounds) for images of ``channels`` channels and M = ``block_size``."""
         return cls(FFXKey.generate(channels=channels, block_size=block_size))
 
     def _apply(self, x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
@@ -166,11 +180,17 @@ class FFX:
         return out[0] if single else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encrypt every pixel value of ``x`` (C, H, W) or (N, C, H, W) with its block
+        position's permutation of 0..255: uint8 in, uint8 out; float in [0, 1] in, float
+        ``value / 255`` out. TypeError for other dtypes; ValueError for NaN or infinities,
+        another rank, channel count or block size."""
         return self._apply(x, self._forward_table)
 
     __call__ = forward
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Decrypt what :meth:`forward` produced (same shapes, dtypes and errors); exact on
+        uint8 images and on float images of 8-bit values scaled to [0, 1]."""
         return self._apply(y, self._inverse_table)
 
     def __repr__(self) -> str:
