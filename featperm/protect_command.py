@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "continue training from the per-epoch checkpoints",
     )
     parser.add_argument(
+        "--random-key",
+        action="store_true",
+        help="draw the secret key from the OS CSPRNG (a key to ship); by default it comes from --seed, "
+        "which makes the experiment reproducible and the key known to anyone with the seed",
+    )
+    parser.add_argument(
         "--transforms",
         nargs="+",
         choices=("SHF", "NP", "FFX"),
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         "preset": args.preset,
         "device": args.device,
         "seed": args.seed,
+        "random_key": args.random_key,
     }
     for option, field in (
         ("width", "width"),

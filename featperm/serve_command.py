@@ -276,6 +276,14 @@ def run_extract(args: argparse.Namespace) -> int:
     info = client.info()
     size = (int(info["input_size"][0]), int(info["input_size"][1]))
     batch = min(args.batch or int(info["max_batch"]), int(info["max_batch"]))
+    # Keep every request under the server's body limit (the .npy header takes < 1 KiB).
+    fits = (int(info["max_body_bytes"]) - 1024) // (3 * size[0] * size[1])
+    if fits < 1:
+        raise ValueError(
+            f"extract: one {size[0]}x{size[1]} image does not fit the server's body limit "
+            f"of {info['max_body_bytes']} bytes"
+        )
+    batch = min(batch, fits)
     parts = []
     resized = 0
     for start in range(0, len(files), batch):

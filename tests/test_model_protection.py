@@ -1,5 +1,6 @@
 """The model-protection experiment (AprilPyone & Kiya's Tables I-III) on the built-in digits, tiny."""
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -147,3 +148,16 @@ def test_training_resumes_bit_for_bit(tmp_path):
     with pytest.raises(ValueError, match=r"train_classifier: checkpoint .* another recipe"):
         train_classifier(model(), images, labels, TrainConfig.small(epochs=4, batch_size=32),
                          checkpoint=tmp_path / "cut.pt", resume=True)
+
+
+def test_os_random_key_and_a_resume_of_other_settings_is_refused(tmp_path):
+    config = ProtectionConfig.quick(width=4, train=TrainConfig.small(epochs=1), random_key=True)
+    run_model_protection(config, tmp_path, progress=False, steps=["train"])
+    key = load_key(tmp_path / "key.fpk", BlockKey)
+    seeded = torch.randperm(16, generator=torch.Generator().manual_seed(_stream(0, "secret key")))
+    assert not torch.equal(key.tensor(), seeded)  # not the seed's key: the OS CSPRNG's
+    # an interrupted or finished run resumed with another block size must not reuse its weights
+    with pytest.raises(ValueError, match=r"other settings \(.*block_size: 2 -> 4"):
+        run_model_protection(dataclasses.replace(config, block_size=4), tmp_path, progress=False, resume=True)
+    with pytest.raises(ValueError, match=r"ProtectionConfig: fine_tune_sizes"):
+        ProtectionConfig(fine_tune_sizes=(1,))

@@ -221,7 +221,7 @@ def train_classifier(
     first_epoch = 1
     path = pathlib.Path(checkpoint) if checkpoint is not None else None
     if path is not None and resume and path.exists():
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # load_state_dict moves tensors
         if state.get("format") != CHECKPOINT_FORMAT or state["recipe"] != recipe or state["examples"] != n:
             raise ValueError(
                 f"train_classifier: checkpoint {path} is of another recipe or dataset "
@@ -338,7 +338,11 @@ class ProtectionConfig:
     Fine-tuning trains the stolen weights with the training recipe (``stolen``, the paper's) and
     with its peak learning rate times ``gentle_lr_scale`` (``stolen_gentle``: the recipe's rate
     wrecks what a stolen model knows when |D'| is a few dozen images), next to the same recipe
-    from scratch. ``transforms`` x ``transform_block_sizes``: the input-transform baselines."""
+    from scratch. ``transforms`` x ``transform_block_sizes``: the input-transform baselines.
+
+    The secret key is drawn from the seed (``random_key=False``, for reproducible experiments:
+    anyone who knows the seed knows the key) or from the operating system's CSPRNG
+    (``random_key=True``: a key to ship; the run is then reproducible except for the key)."""
 
     data: str = "digits"
     data_dir: Optional[str] = None
@@ -356,6 +360,7 @@ class ProtectionConfig:
     gentle_lr_scale: float = 0.1
     transforms: Tuple[str, ...] = TRANSFORMS
     transform_block_sizes: Tuple[int, ...] = (2, 4)
+    random_key: bool = False
     device: str = "cpu"
     seed: int = 0
 
@@ -376,7 +381,7 @@ class ProtectionConfig:
         ):
             _checks.integer(where, name, getattr(self, name), minimum=minimum)
         for size in self.fine_tune_sizes:
-            _checks.integer(where, "fine_tune_sizes", size, minimum=1)
+            _checks.integer(where, "fine_tune_sizes", size, minimum=2)  # batch norm needs two images
         for m in self.transform_block_sizes:
             _checks.integer(where, "transform_block_sizes", m, minimum=1)
         for name in self.transforms:
@@ -424,6 +429,7 @@ class ProtectionConfig:
             "width": self.width,
             "train": dataclasses.asdict(self.training()),
             "seed": self.seed,
+            "random_key": self.random_key,
         }
         extra: Dict[str, Dict[str, Any]] = {
             "train": {},
@@ -744,6 +750,17 @@ _STAGE_SECTIONS = {
 }
 
 
+_STAGE_CHECKPOINTS = {"fine-tune": "fine-tune-*.pt", "transforms": "transform-*.pt"}
+
+
+def _clear_checkpoints(out: pathlib.Path, pattern: str) -> None:
+    barrier()
+    if is_main_process():
+        for path in (out / "checkpoints").glob(pattern):
+            path.unlink()
+    barrier()
+
+
 def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
@@ -792,6 +809,7 @@ def run_model_protection(
         results = json.loads((out / "results.json").read_text())
     if "train" in steps and not resume:
         results = {}  # a new training makes every earlier result stale
+        _clear_checkpoints(out, "*.pt")
     trained_before = results.get("settings", {}).get("train")
     if trained_before is not None and trained_before != config.stage_settings("train") and results:
         raise ValueError(
@@ -802,9 +820,14 @@ def run_model_protection(
     base_seconds = float(results.get("run", {}).get("seconds", 0.0)) if resume else 0.0
     data = load_image_classification(config.data, config.data_dir)
     channels = position_channels(config.width, config.at)
-    key = _block_key(torch.Generator().manual_seed(_stream(config.seed, "secret key")), channels, config.block_size)
     key_path = out / "key.fpk"
-    if "train" in steps and is_main_process():
+    if "train" in steps and not (resume and key_path.exists()) and is_main_process():
+        if config.random_key:
+            key = BlockKey.generate(channels=channels, block_size=config.block_size)
+        else:
+            key = _block_key(
+                torch.Generator().manual_seed(_stream(config.seed, "secret key")), channels, config.block_size
+            )
         save_key(key_path, key, overwrite=True)  # beside the weights, never inside them
     barrier()
     if not key_path.exists():
@@ -824,7 +847,10 @@ def run_model_protection(
             continue  # done; fine-tuning and transforms skip what they recorded, one by one
         if not same:
             results.pop(section, None)
+            if stage in _STAGE_CHECKPOINTS:  # partial trainings of other settings
+                _clear_checkpoints(out, _STAGE_CHECKPOINTS[stage])
         settings[stage] = wanted
+        run.save()  # the settings first: a resumed run of other settings is refused
         _STAGE_FUNCTIONS[stage](run)
         _describe(run, base_seconds + time.perf_counter() - started)
         run.save()

@@ -145,7 +145,7 @@ def _verdicts(fa: Optional[Results], mp: Optional[Results], tp: Optional[Results
             f"(chance {_frac(chance)}); its ciphertext keeps {_frac(sealed_leak.get('zero_fraction_exposed'))} of "
             f"the zeros that ShuffleBits shows, and its size is public."
         )
-    if mp is not None:
+    if mp is not None and mp.get("accuracy"):
         acc, est = mp["accuracy"], mp.get("key_estimation", {})
         scratch = _get(mp, "fine_tuning", str(est.get("attack_images")), "scratch")
         lines.append(
@@ -356,7 +356,7 @@ def _key_recovery_section(fa: Results) -> List[str]:
 
 
 def _protection_section(mp: Results) -> List[str]:
-    acc, est = mp["accuracy"], mp.get("key_estimation", {})
+    acc, est = mp.get("accuracy") or {}, mp.get("key_estimation", {})
     data, model, run = mp.get("data", {}), mp.get("model", {}), mp.get("run", {})
     chance, baseline = _pc(acc.get("chance")), _pc(acc.get("baseline"))
     key_space = mp.get("key_space_log10")
@@ -574,7 +574,7 @@ def summary_lines(stages: Dict[str, Optional[Results]]) -> List[str]:
             f"(random key {_num(_get(fixed, 'random_key', 'cosine'))})"
         )
     if mp is not None:
-        acc_mp, est = mp["accuracy"], mp.get("key_estimation", {})
+        acc_mp, est = mp.get("accuracy") or {}, mp.get("key_estimation", {})
         out.append(
             f"block shuffle: with key {_pc(acc_mp.get('correct_key'))}, wrong keys {_pc(acc_mp.get('wrong_keys_mean'))}"
             f", no transform {_pc(acc_mp.get('no_transform'))} (chance {_pc(acc_mp.get('chance'))}, unprotected "
