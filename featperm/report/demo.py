@@ -586,12 +586,11 @@ def summary_lines(stages: Dict[str, Optional[Results]]) -> List[str]:
             + (f" (scratch on the same images {_pc(scratch)})" if scratch is not None else "")
         )
         tuned = ", ".join(
-            f"{size}: {_pc(max(entry.get('stolen') or 0.0, entry.get('stolen_gentle') or 0.0))} vs "
-            f"{_pc(entry.get('scratch'))}"
+            f"{size}: {_pc(entry.get('stolen'))} / {_pc(entry.get('stolen_gentle'))} vs {_pc(entry.get('scratch'))}"
             for size, entry in sorted((mp.get("fine_tuning") or {}).items(), key=lambda kv: int(kv[0]))
         )
         if tuned:
-            out.append(f"  fine-tuned stolen weights (best learning rate) vs scratch, by labelled images: {tuned}")
+            out.append(f"  fine-tuned stolen weights (recipe's / gentler learning rate) vs scratch, by images: {tuned}")
     if tp is not None:
         if "skipped" in tp:
             out.append(f"throughput: not measured ({tp['skipped']})")
