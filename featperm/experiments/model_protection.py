@@ -684,7 +684,7 @@ def _fine_tune_stage(run: _Run) -> None:
             entry[label] = accuracy(trained, data.test_images, data.test_labels)
         done[str(size)] = entry
         run.save()
-        _remove_checkpoints(run, [f"fine-tune-{size}-{label}" for label in entry])
+        _clear_checkpoints(run.out, f"fine-tune-{size}-*.pt")  # recorded: only baseline and protected stay
 
 
 def _transforms_stage(run: _Run) -> None:
@@ -722,16 +722,7 @@ def _transforms_stage(run: _Run) -> None:
                 "train_seconds": seconds,
             }
             run.save()
-            _remove_checkpoints(run, [f"transform-{name}-{m}"])
-
-
-def _remove_checkpoints(run: _Run, names: Sequence[str]) -> None:
-    """Drop the checkpoints of models whose results are recorded (only the baseline and the
-    protected model are kept, for later steps and for the user)."""
-    barrier()
-    if is_main_process():
-        for name in names:
-            (run.checkpoints / f"{name}.pt").unlink(missing_ok=True)
+            _clear_checkpoints(run.out, f"transform-{name}-{m}.pt")
 
 
 _STAGE_FUNCTIONS: Dict[str, Callable[[_Run], None]] = {
@@ -754,6 +745,8 @@ _STAGE_CHECKPOINTS = {"fine-tune": "fine-tune-*.pt", "transforms": "transform-*.
 
 
 def _clear_checkpoints(out: pathlib.Path, pattern: str) -> None:
+    """Delete the checkpoints matching ``pattern`` (process 0, between barriers): those of models
+    whose results are recorded, or of partial trainings with other settings."""
     barrier()
     if is_main_process():
         for path in (out / "checkpoints").glob(pattern):
